@@ -5,7 +5,9 @@ import type { Reporter, TestModule } from "vitest/node"
  * summary, so that tools which read only the last line of a run can count it.
  */
 export default class SummaryLineReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+  async onTestRunEnd(testModules: ReadonlyArray<TestModule>): Promise<void> {
+    // Let the default reporter print its summary first, so this line closes the output.
+    await new Promise((resolve) => setTimeout(resolve, 0))
     let passed = 0
     let failed = 0
     let skipped = 0
