@@ -1,1 +1,2 @@
-export {}
+export * as Cli from "./Cli.js"
+export * as ErrorReport from "./ErrorReport.js"

@@ -1,1 +1,10 @@
-export {}
+export * as Checkpoint from "./checkpoint/Checkpoint.js"
+export * as CheckpointError from "./checkpoint/CheckpointError.js"
+export * as LanguageModel from "./LanguageModel.js"
+export * as Generate from "./model/Generate.js"
+export * as ModelConfig from "./model/ModelConfig.js"
+export * as Sampling from "./model/Sampling.js"
+export * as Transformer from "./model/Transformer.js"
+export * as TensorRuntime from "./TensorRuntime.js"
+export * as Testing from "./testing/index.js"
+export type { Tokenizer } from "./tokenizer/Tokenizer.js"

@@ -19,7 +19,8 @@ export interface GenerateOptions extends SamplingOptions {
   readonly eosId?: number | undefined
   /** Stop strings; needs `decode`. The text is cut before the first stop string. */
   readonly stop?: ReadonlyArray<string> | undefined
-  readonly decode?: ((ids: ReadonlyArray<number>) => string) | undefined
+  /** The text of row `row`'s generated ids (a continuation of its prompt). */
+  readonly decode?: ((ids: ReadonlyArray<number>, row: number) => string) | undefined
   readonly logitMask?: LogitMask | undefined
   readonly hook?: ProjectionHook | undefined
   /** Called with each step's logits for every row (e.g. to record them); must not keep the array. */
@@ -106,7 +107,7 @@ export const generate = (
         }
         row.tokens.push(token)
         if (options.stop !== undefined && options.stop.length > 0 && options.decode !== undefined) {
-          const text = options.decode(row.tokens)
+          const text = options.decode(row.tokens, b)
           const cut = firstStop(text, options.stop)
           if (cut !== undefined) {
             row.done = true
@@ -137,8 +138,8 @@ export const generate = (
     if (cache !== undefined) disposeKvCache(cache)
   }
 
-  return rows.map((row) => {
-    const text = row.text ?? options.decode?.(row.tokens)
+  return rows.map((row, b) => {
+    const text = row.text ?? options.decode?.(row.tokens, b)
     return text === undefined
       ? { tokens: row.tokens, finishReason: row.finishReason }
       : { tokens: row.tokens, finishReason: row.finishReason, text }

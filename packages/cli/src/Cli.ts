@@ -1,0 +1,9 @@
+import { Command } from "@effect/cli"
+import { generateCommand } from "./commands/Generate.js"
+
+export const seal = Command.make("seal").pipe(
+  Command.withDescription("SEAL: self-adapting language models on Effect and TensorFlow.js"),
+  Command.withSubcommands([generateCommand])
+)
+
+export const cli = Command.run(seal, { name: "seal", version: "0.1.0" })

@@ -1,0 +1,15 @@
+import { Options } from "@effect/cli"
+import { TensorRuntime } from "@seal/gpu"
+import { bundledModelPath } from "../Defaults.js"
+
+export const modelOption = Options.text("model").pipe(
+  Options.withDescription("A .gguf file or a Hugging Face model directory (default: the bundled stories260K.gguf)"),
+  Options.withDefault(bundledModelPath)
+)
+
+export const backendOption = Options.choice("backend", ["auto", "node-gpu", "node", "wasm", "cpu"]).pipe(
+  Options.withDescription("tfjs backend: auto picks tfjs-node-gpu > tfjs-node > wasm > cpu"),
+  Options.withDefault("auto" as const)
+)
+
+export const runtimeLayer = (backend: TensorRuntime.BackendChoice) => TensorRuntime.layer({ backend })

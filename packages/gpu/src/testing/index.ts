@@ -1,0 +1,1 @@
+export * as HfFixture from "./HfFixture.js"
