@@ -154,6 +154,8 @@ export const hfConfigJson = (config: ModelConfig): Record<string, unknown> => {
 export interface TinyHfCheckpointOptions {
   readonly config: ModelConfig
   readonly seed: number
+  /** Write these weights instead of seeded random ones (e.g. to mirror another checkpoint). */
+  readonly weights?: WeightMap
   /** Split the weights over two shards with a `model.safetensors.index.json`. */
   readonly sharded?: boolean
   /**
@@ -193,8 +195,8 @@ export const writeTinyHfCheckpoint = (
     yield* Effect.promise(() => Fs.promises.mkdir(dir, { recursive: true }))
 
     const random = mulberry32(options.seed)
-    const weights = new Map<string, HostTensor>()
-    for (const [name, shape] of expectedWeightShapes(config)) {
+    const weights = new Map<string, HostTensor>(options.weights ?? [])
+    for (const [name, shape] of options.weights === undefined ? expectedWeightShapes(config) : []) {
       const data = new Float32Array(shape.reduce((n, d) => n * d, 1))
       const isNorm = name.endsWith("norm.weight")
       for (let i = 0; i < data.length; i++) {
