@@ -1,0 +1,450 @@
+import * as tf from "@tensorflow/tfjs-core"
+import { Data } from "effect"
+import type { DeviceLora, LoraAdapter } from "../lora/LoraAdapter.js"
+import {
+  checkAdapterFits,
+  deviceLoraVariables,
+  disposeDeviceLora,
+  downloadLora,
+  loraHook,
+  uploadLora
+} from "../lora/LoraAdapter.js"
+import type { ModelConfig, WeightMap } from "../model/ModelConfig.js"
+import { expectedWeightShapes, WeightNames } from "../model/ModelConfig.js"
+import { deriveSeed, makeRng } from "../model/Sampling.js"
+import type { LayerWeights, ProjectionHook, TransformerWeights } from "../model/Transformer.js"
+import { createTransformerWeights, forward, projectionNames } from "../model/Transformer.js"
+import type { AdamWHyper } from "./AdamW.js"
+import {
+  adamWUpdate,
+  biasCorrections,
+  clipFactor,
+  createAdamWState,
+  defaultAdamW,
+  disposeAdamWState,
+  squaredNorm
+} from "./AdamW.js"
+import { ensureGradients } from "./Gradients.js"
+import type { PickMethod, TokenizedExample } from "./Loss.js"
+import { batchTensors, buildBatch, countLabels, nextTokenNll } from "./Loss.js"
+import type { ScheduleOptions } from "./Schedule.js"
+import { learningRateAt } from "./Schedule.js"
+
+/**
+ * The training loop, nanoGPT-style: plan the micro-batches up front from a seeded shuffle, then
+ * for each optimizer step accumulate gradients over its micro-batches, clip by global norm and
+ * take one AdamW step. Every step runs inside `tf.tidy`, so the live tensor count is the
+ * parameters plus optimizer moments, whatever the number of steps.
+ *
+ * The same loop trains a LoRA adapter over a frozen base (`trainLora`) or every weight of a
+ * model (`trainFull`, for pretraining small models from scratch).
+ */
+
+/** Training stopped: a non-finite loss or gradient norm, unusable options or data. */
+export class TrainingError extends Data.TaggedError("TrainingError")<{
+  /**
+   * NonFinite: a loss or gradient norm that is NaN or infinite; BadOptions / BadData: unusable
+   * options or examples; NoData: nothing to train on; Incompatible: an adapter that does not
+   * belong to this model or cannot be batched with the others; Backend: tfjs itself failed.
+   */
+  readonly reason: "NonFinite" | "BadOptions" | "BadData" | "NoData" | "Incompatible" | "Backend"
+  /** The 1-based optimizer step at fault, when there is one. */
+  readonly step?: number
+  readonly detail: string
+}> {
+  override get message(): string {
+    return this.step === undefined ? this.detail : `step ${this.step}: ${this.detail}`
+  }
+}
+
+export interface StepProgress {
+  /** Which adapter, in batched training (`trainLoraMany`). */
+  readonly adapter?: number
+  /** 1-based optimizer step just taken. */
+  readonly step: number
+  readonly totalSteps: number
+  /** 0-based epoch the step's data came from. */
+  readonly epoch: number
+  /** Mean loss over the step's counted targets, before the update. */
+  readonly loss: number
+  /** Global gradient norm before clipping. */
+  readonly gradNorm: number
+  readonly learningRate: number
+  /** Targets counted in this step. */
+  readonly labelTokens: number
+  readonly elapsedMs: number
+}
+
+export interface TrainOptions {
+  readonly learningRate: number
+  /** Examples per micro-batch (default 1). */
+  readonly batchSize?: number | undefined
+  /** Micro-batches per optimizer step (default 1). */
+  readonly gradientAccumulation?: number | undefined
+  /** Optimizer steps; when absent, `epochs` passes over the data (default 1 epoch). */
+  readonly steps?: number | undefined
+  readonly epochs?: number | undefined
+  readonly schedule?: ScheduleOptions | undefined
+  readonly weightDecay?: number | undefined
+  readonly beta1?: number | undefined
+  readonly beta2?: number | undefined
+  readonly epsilon?: number | undefined
+  /** Global-norm gradient clipping (default 1; 0 or Infinity disables it). */
+  readonly maxGradNorm?: number | undefined
+  /** Seeds the data order and dropout (default 0). */
+  readonly seed?: number | undefined
+  readonly padId?: number | undefined
+  readonly pick?: PickMethod | undefined
+  readonly onStep?: ((progress: StepProgress) => void) | undefined
+  /** Early stop: checked after each step. */
+  readonly stopWhen?: ((progress: StepProgress) => boolean) | undefined
+}
+
+export interface TrainStats {
+  readonly losses: ReadonlyArray<number>
+  readonly gradNorms: ReadonlyArray<number>
+  readonly learningRates: ReadonlyArray<number>
+  /** Optimizer steps taken (fewer than planned after an early stop). */
+  readonly steps: number
+  readonly stoppedEarly: boolean
+  readonly inputTokens: number
+  readonly labelTokens: number
+  readonly seconds: number
+  /** Non-padding tokens pushed through forward and backward per second. */
+  readonly tokensPerSecond: number
+}
+
+export interface LoraTrainResult extends TrainStats {
+  readonly adapter: LoraAdapter
+}
+
+export interface FullTrainResult extends TrainStats {
+  readonly weights: WeightMap
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+export interface PlannedStep {
+  readonly epoch: number
+  /** Example indices of each micro-batch. */
+  readonly microBatches: ReadonlyArray<ReadonlyArray<number>>
+}
+
+/**
+ * The whole run's data order: each epoch is a seeded Fisher-Yates shuffle (stream = epoch) cut
+ * into micro-batches of `batchSize` (the last may be short); consecutive groups of
+ * `gradientAccumulation` micro-batches form an optimizer step. A step never spans two epochs.
+ */
+export const planSteps = (
+  examples: number,
+  options: Pick<TrainOptions, "batchSize" | "gradientAccumulation" | "steps" | "epochs" | "seed">
+): Array<PlannedStep> => {
+  const batchSize = options.batchSize ?? 1
+  const accumulation = options.gradientAccumulation ?? 1
+  const seed = options.seed ?? 0
+  const stepsPerEpoch = Math.ceil(Math.ceil(examples / batchSize) / accumulation)
+  const total = options.steps ?? Math.ceil((options.epochs ?? 1) * stepsPerEpoch)
+  const plan: Array<PlannedStep> = []
+  if (examples === 0) return plan
+  for (let epoch = 0; plan.length < total; epoch++) {
+    const order = Array.from({ length: examples }, (_, i) => i)
+    const rng = makeRng(deriveSeed(seed, epoch))
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng() * (i + 1))
+      const tmp = order[i]!
+      order[i] = order[j]!
+      order[j] = tmp
+    }
+    const micro: Array<Array<number>> = []
+    for (let i = 0; i < order.length; i += batchSize) micro.push(order.slice(i, i + batchSize))
+    for (let i = 0; i < micro.length && plan.length < total; i += accumulation) {
+      plan.push({ epoch, microBatches: micro.slice(i, i + accumulation) })
+    }
+  }
+  return plan
+}
+
+export const validateTrainOptions = (options: TrainOptions, examples: number): void => {
+  const bad = (detail: string) => new TrainingError({ reason: "BadOptions", detail })
+  const positiveInt = (name: string, v: number | undefined) => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw bad(`${name} must be an integer >= 1, got ${v}`)
+  }
+  if (examples === 0) throw new TrainingError({ reason: "NoData", detail: "no training examples" })
+  if (!(Number.isFinite(options.learningRate) && options.learningRate >= 0)) {
+    throw bad(`learningRate must be a finite number >= 0, got ${options.learningRate}`)
+  }
+  positiveInt("batchSize", options.batchSize)
+  positiveInt("gradientAccumulation", options.gradientAccumulation)
+  positiveInt("steps", options.steps)
+  if (options.epochs !== undefined && !(options.epochs > 0)) throw bad(`epochs must be > 0, got ${options.epochs}`)
+  if (options.weightDecay !== undefined && !(options.weightDecay >= 0)) throw bad("weightDecay must be >= 0")
+}
+
+export const adamHyper = (options: TrainOptions): AdamWHyper => ({
+  beta1: options.beta1 ?? defaultAdamW.beta1,
+  beta2: options.beta2 ?? defaultAdamW.beta2,
+  epsilon: options.epsilon ?? defaultAdamW.epsilon
+})
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+interface LoopSpec {
+  readonly params: ReadonlyArray<tf.Variable>
+  readonly weightDecay: ReadonlyArray<number>
+  /** The model to run, built inside the gradient function (full training re-ties the LM head). */
+  readonly model: () => TransformerWeights
+  /** The projection hook for micro-batch `micro` (seeded dropout), if any. */
+  readonly hook: (micro: number) => ProjectionHook | undefined
+}
+
+const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, options: TrainOptions): TrainStats => {
+  validateTrainOptions(options, examples.length)
+  ensureGradients()
+  const plan = planSteps(examples.length, options)
+  const hyper = adamHyper(options)
+  const schedule = options.schedule ?? { kind: "constant" }
+  const state = createAdamWState(spec.params)
+  const losses: Array<number> = []
+  const gradNorms: Array<number> = []
+  const learningRates: Array<number> = []
+  let inputTokens = 0
+  let labelTokens = 0
+  let micro = 0
+  let stoppedEarly = false
+  const start = performance.now()
+  try {
+    for (let s = 0; s < plan.length; s++) {
+      const planned = plan[s]!
+      const batches = planned.microBatches.map((idx) =>
+        buildBatch(idx.map((i) => examples[i]!), { padId: options.padId })
+      )
+      // Normalise by the step's total target count, so accumulating micro-batches gives the
+      // gradient of the mean over the whole step's targets, as one big batch would.
+      const stepLabels = batches.reduce((n, b) => n + b.labelTokens, 0)
+      const learningRate = learningRateAt(schedule, options.learningRate, s, plan.length)
+      const { loss, norm } = tf.tidy(() => {
+        let grads: Array<tf.Tensor> | undefined
+        let lossSum: tf.Tensor = tf.scalar(0)
+        for (const batch of batches) {
+          const hook = spec.hook(micro++)
+          const out = tf.tidy(() => {
+            const t = batchTensors(batch)
+            const { value, grads: named } = tf.variableGrads(() => {
+              const logits = forward(spec.model(), { ...t, hook }).logits
+              const nll = nextTokenNll(logits, t.ids, t.labelMask, options.pick)
+              return tf.div(tf.sum(nll), Math.max(1, stepLabels)) as tf.Scalar
+            }, [...spec.params])
+            return { value, grads: spec.params.map((p) => named[p.name] ?? tf.zerosLike(p)) }
+          })
+          lossSum = tf.add(lossSum, out.value)
+          grads = grads === undefined ? out.grads : grads.map((g, i) => tf.add(g, out.grads[i]!))
+        }
+        const norm = Math.sqrt(squaredNorm(grads!).dataSync()[0]!)
+        const loss = lossSum.dataSync()[0]!
+        if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+          throw new TrainingError({
+            reason: "NonFinite",
+            step: s + 1,
+            detail: `non-finite ${Number.isFinite(loss) ? "gradient norm" : "loss"} (loss ${loss}, grad norm ${norm})`
+          })
+        }
+        adamWUpdate(spec.params, grads!, state, hyper, spec.weightDecay.map((d) => d * (options.weightDecay ?? 0)), {
+          learningRate,
+          ...biasCorrections(hyper, s + 1),
+          gradScale: clipFactor(norm, options.maxGradNorm ?? 1)
+        })
+        return { loss, norm }
+      })
+      losses.push(loss)
+      gradNorms.push(norm)
+      learningRates.push(learningRate)
+      inputTokens += batches.reduce((n, b) => n + b.inputTokens, 0)
+      labelTokens += stepLabels
+      const progress: StepProgress = {
+        step: s + 1,
+        totalSteps: plan.length,
+        epoch: planned.epoch,
+        loss,
+        gradNorm: norm,
+        learningRate,
+        labelTokens: stepLabels,
+        elapsedMs: performance.now() - start
+      }
+      options.onStep?.(progress)
+      if (options.stopWhen?.(progress) === true && s + 1 < plan.length) {
+        stoppedEarly = true
+        break
+      }
+    }
+  } finally {
+    disposeAdamWState(state)
+  }
+  const seconds = (performance.now() - start) / 1000
+  return {
+    losses,
+    gradNorms,
+    learningRates,
+    steps: losses.length,
+    stoppedEarly,
+    inputTokens,
+    labelTokens,
+    seconds,
+    tokensPerSecond: seconds > 0 ? inputTokens / seconds : 0
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LoRA
+
+/**
+ * Trains `adapter` on `examples` over the frozen base `weights` and returns the trained adapter
+ * (same identity, `trainedSteps` advanced). Throws `TrainingError` (and `LoraConfigError` for an
+ * adapter that does not fit the model). Allocates nothing that outlives the call.
+ */
+export const trainLora = (
+  weights: TransformerWeights,
+  adapter: LoraAdapter,
+  examples: ReadonlyArray<TokenizedExample>,
+  options: TrainOptions
+): LoraTrainResult => {
+  checkAdapterFits(weights.config, adapter)
+  checkExamplesFit(weights.config, examples)
+  const device: DeviceLora = uploadLora(adapter, true)
+  try {
+    const seed = options.seed ?? 0
+    const stats = runLoop(
+      {
+        params: deviceLoraVariables(device),
+        weightDecay: deviceLoraVariables(device).map(() => 1),
+        model: () => weights,
+        hook: (micro) => loraHook(device, { seed: deriveSeed(seed ^ 0x5eed, micro) })
+      },
+      examples,
+      options
+    )
+    return { ...stats, adapter: downloadLora(device, adapter, adapter.trainedSteps + stats.steps) }
+  } finally {
+    disposeDeviceLora(device)
+  }
+}
+
+/** Throws `TrainingError` for token ids outside the vocabulary or examples longer than the context. */
+export const checkExamplesFit = (config: ModelConfig, examples: ReadonlyArray<TokenizedExample>): void => {
+  examples.forEach((e, i) => {
+    if (e.ids.length !== e.labelMask.length) {
+      throw new TrainingError({ reason: "BadData", detail: `example ${i}: ids and labelMask differ in length` })
+    }
+    if (e.ids.length > config.maxPositions) {
+      throw new TrainingError({
+        reason: "BadData",
+        detail: `example ${i} has ${e.ids.length} tokens; the context is ${config.maxPositions}`
+      })
+    }
+    const bad = e.ids.find((id) => !(Number.isInteger(id) && id >= 0 && id < config.vocabSize))
+    if (bad !== undefined) {
+      throw new TrainingError({ reason: "BadData", detail: `example ${i} has token id ${bad} outside the vocabulary` })
+    }
+  })
+  if (examples.every((e) => countLabels(e) === 0)) {
+    throw new TrainingError({ reason: "NoData", detail: "no example has a target token" })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Full fine-tuning
+
+/**
+ * Trains every weight of the model (embeddings, norms, projections, biases, LM head) and returns
+ * the new weights in the Hugging Face layout. With tied embeddings the LM head is recomputed
+ * from the embedding inside each step, so both uses train the one matrix. Weight decay applies
+ * to matrices only (nanoGPT's rule: no decay on norms and biases).
+ *
+ * The embedding lookup's gradient is UnsortedSegmentSum (tfjs's gather gradient): the cpu
+ * backend has it; wasm has it only once our kernel override registers it.
+ */
+export const trainFull = (
+  config: ModelConfig,
+  weights: WeightMap,
+  examples: ReadonlyArray<TokenizedExample>,
+  options: TrainOptions
+): FullTrainResult => {
+  checkExamplesFit(config, examples)
+  ensureGradients()
+  const base = createTransformerWeights(config, weights)
+  const variables: Array<tf.Variable> = []
+  const asVariable = <T extends tf.Tensor>(t: T): T => {
+    const v = tf.variable(t, true)
+    t.dispose()
+    variables.push(v)
+    return v as unknown as T
+  }
+  try {
+    const embed = asVariable(base.embed)
+    const lmHead = config.tieEmbeddings ? undefined : asVariable(base.lmHead)
+    if (config.tieEmbeddings) base.lmHead.dispose()
+    const finalNorm = asVariable(base.finalNorm)
+    const layers: Array<LayerWeights> = base.layers.map((l) => {
+      const proj = Object.fromEntries(projectionNames.map((p) => [p, asVariable(l.proj[p])])) as LayerWeights["proj"]
+      return {
+        inputNorm: asVariable(l.inputNorm),
+        postAttentionNorm: asVariable(l.postAttentionNorm),
+        proj,
+        ...(l.qBias !== undefined && l.kBias !== undefined && l.vBias !== undefined
+          ? { qBias: asVariable(l.qBias), kBias: asVariable(l.kBias), vBias: asVariable(l.vBias) }
+          : {})
+      }
+    })
+    const model = (): TransformerWeights => ({
+      ...base,
+      embed,
+      finalNorm,
+      layers,
+      lmHead: lmHead ?? (tf.transpose(embed) as tf.Tensor2D)
+    })
+    const stats = runLoop(
+      {
+        params: variables,
+        weightDecay: variables.map((v) => (v.rank >= 2 ? 1 : 0)),
+        model,
+        hook: () => undefined
+      },
+      examples,
+      options
+    )
+    return {
+      ...stats,
+      weights: downloadWeights(config, { ...base, embed, finalNorm, layers, lmHead: lmHead ?? embed })
+    }
+  } finally {
+    for (const v of variables) v.dispose()
+    base.ropeCos.dispose()
+    base.ropeSin.dispose()
+  }
+}
+
+/** Device weights back to a host `WeightMap` in the Hugging Face layout (projections `[out, in]`). */
+export const downloadWeights = (config: ModelConfig, w: TransformerWeights): WeightMap => {
+  const shapes = expectedWeightShapes(config)
+  const out = new Map<string, { shape: ReadonlyArray<number>; data: Float32Array }>()
+  const put = (name: string, t: tf.Tensor, transposed: boolean) => {
+    const host = transposed ? tf.transpose(t) : t
+    const data = Float32Array.from(host.dataSync() as Float32Array)
+    if (host !== t) host.dispose()
+    out.set(name, { shape: shapes.get(name)!, data })
+  }
+  put(WeightNames.embed, w.embed, false)
+  put(WeightNames.finalNorm, w.finalNorm, false)
+  if (!config.tieEmbeddings) put(WeightNames.lmHead, w.lmHead, true)
+  w.layers.forEach((l, i) => {
+    const n = WeightNames.layer(i)
+    put(n.inputNorm, l.inputNorm, false)
+    put(n.postAttentionNorm, l.postAttentionNorm, false)
+    for (const p of projectionNames) put(n[p], l.proj[p], true)
+    if (l.qBias !== undefined) put(n.qBias, l.qBias, false)
+    if (l.kBias !== undefined) put(n.kBias, l.kBias, false)
+    if (l.vBias !== undefined) put(n.vBias, l.vBias, false)
+  })
+  return out
+}
