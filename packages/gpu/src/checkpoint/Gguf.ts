@@ -12,6 +12,7 @@ import { Effect } from "effect"
 import * as Fs from "node:fs/promises"
 import type { HostTensor, ModelConfig } from "../model/ModelConfig.js"
 import { expectedWeightShapes, WeightNames } from "../model/ModelConfig.js"
+import { bpeTokenizerFromGgufMetadata } from "../tokenizer/GgufBpe.js"
 import { SentencePieceTokenizer } from "../tokenizer/SentencePiece.js"
 import type { LoadedCheckpoint } from "./Checkpoint.js"
 import { CheckpointError } from "./CheckpointError.js"
@@ -411,7 +412,7 @@ export const sentencePieceFromGgufMetadata = (
         reason: "MissingTokenizer",
         detail: `tokenizer model ${
           JSON.stringify(model ?? null)
-        } is not supported; only "llama" (SentencePiece) vocabularies can be read from GGUF`
+        } is not supported; only "llama" (SentencePiece) and "gpt2" (byte-level BPE) vocabularies can be read from GGUF`
       })
     }
     const read = metadataReader(file, md)
@@ -665,7 +666,8 @@ const planTensors = (
 
 /**
  * Loads a GGUF checkpoint (architectures "llama" and "qwen2"; tensor types F32, F16, BF16 and
- * Q8_0) with its SentencePiece vocabulary into host memory, in the Hugging Face layout.
+ * Q8_0) with its SentencePiece or byte-level BPE vocabulary into host memory, in the Hugging Face
+ * layout.
  */
 export const loadGguf = (path: string): Effect.Effect<LoadedCheckpoint, CheckpointError> =>
   Effect.acquireUseRelease(
@@ -675,7 +677,9 @@ export const loadGguf = (path: string): Effect.Effect<LoadedCheckpoint, Checkpoi
         const header = yield* readHeader(path, handle)
         const config = yield* readConfig(path, header.metadata, header.tensors)
         const plan = yield* planTensors(path, config, header)
-        const tokenizer = yield* sentencePieceFromGgufMetadata(path, header.metadata)
+        const tokenizer = header.metadata["tokenizer.ggml.model"] === "gpt2"
+          ? yield* bpeTokenizerFromGgufMetadata(path, header.metadata)
+          : yield* sentencePieceFromGgufMetadata(path, header.metadata)
 
         const weights = new Map<string, HostTensor>()
         for (const { hfName, info, ropeHeads, shape } of plan) {
