@@ -43,6 +43,18 @@ export const reportAndExit = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.
 
 const isCliValidation = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error
-  && ["BuiltIn", "CommandMismatch", "CorrectedFlag", "HelpRequested", "InvalidArgument", "InvalidValue",
-    "MissingValue", "MissingFlag", "MultipleValuesDetected", "MissingSubcommand", "NoBuiltInMatch", "UnclusteredFlag"]
+  && [
+    "BuiltIn",
+    "CommandMismatch",
+    "CorrectedFlag",
+    "HelpRequested",
+    "InvalidArgument",
+    "InvalidValue",
+    "MissingValue",
+    "MissingFlag",
+    "MultipleValuesDetected",
+    "MissingSubcommand",
+    "NoBuiltInMatch",
+    "UnclusteredFlag"
+  ]
     .includes(String(error._tag))

@@ -5,7 +5,6 @@ import * as Path from "node:path"
 import { loadHfDirectory, parseHfConfig } from "../src/checkpoint/HfDirectory.js"
 import { readSafetensors, writeSafetensors } from "../src/checkpoint/Safetensors.js"
 import { expectedWeightShapes, type ModelConfig, type WeightMap, WeightNames } from "../src/model/ModelConfig.js"
-import { makeHfTokenizer } from "../src/tokenizer/HfTokenizer.js"
 import {
   extraTensorName,
   hfConfigJson,
@@ -17,6 +16,7 @@ import {
   tinyTokenizerJson,
   writeTinyHfCheckpoint
 } from "../src/testing/HfFixture.js"
+import { makeHfTokenizer } from "../src/tokenizer/HfTokenizer.js"
 
 const expectSameWeights = (loaded: WeightMap, written: WeightMap) => {
   expect([...loaded.keys()]).toEqual([...written.keys()])

@@ -1,1 +1,6 @@
-export {}
+export * as Grading from "./knowledge/Grading.js"
+export * as LlmJudge from "./knowledge/LlmJudge.js"
+export * as SelfEditPrompts from "./knowledge/SelfEditPrompts.js"
+export * as SelfEditSource from "./knowledge/SelfEditSource.js"
+export * as SquadData from "./knowledge/SquadData.js"
+export * as TrainingSequences from "./knowledge/TrainingSequences.js"
