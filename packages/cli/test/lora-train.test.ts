@@ -152,4 +152,16 @@ describe("seal lora-train", () => {
     expect(refused.stderr).not.toMatch(/^step /m)
     expect(fs.readdirSync(busy)).toEqual(["notes.txt"])
   })
+
+  it("running out of the wasm heap is a typed error with advice, not a crash", async () => {
+    // ~1,900 tokens in one example: its attention activations and gradients pass 4 GiB.
+    const long = path.join(dir, "long.jsonl")
+    const words =
+      "the purple robot sang a song about the moon and the stars and a little cat who lived in a big red house near the sea "
+    fs.writeFileSync(long, JSON.stringify({ text: words.repeat(37).trim() }) + "\n")
+    const out = path.join(dir, "oom-adapter")
+    const run = await sealAsync("lora-train", "--data", long, "--out", out, "--steps", "2", "--backend", "wasm")
+    expectOneLineError(run, /^seal: TrainingError: the wasm backend ran out of heap .*smaller batch size.*tfjs-node/)
+    expect(fs.existsSync(out)).toBe(false)
+  })
 })

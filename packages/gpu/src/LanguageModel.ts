@@ -1,4 +1,5 @@
 import { Context, Data, Effect, Layer } from "effect"
+import { isWasmHeapExhausted, wasmHeapAdvice } from "./BackendFailure.js"
 import type { LoadedCheckpoint } from "./checkpoint/Checkpoint.js"
 import { loadCheckpoint } from "./checkpoint/Checkpoint.js"
 import type { CheckpointError } from "./checkpoint/CheckpointError.js"
@@ -12,7 +13,7 @@ import type { Tokenizer } from "./tokenizer/Tokenizer.js"
 
 /** Generation failed (bad request, or the backend threw); `reason` says which. */
 export class GenerationError extends Data.TaggedError("GenerationError")<{
-  readonly reason: "BadRequest" | "Backend"
+  readonly reason: "BadRequest" | "OutOfMemory" | "Backend"
   readonly detail: string
 }> {
   override get message(): string {
@@ -92,7 +93,10 @@ export const fromCheckpoint = (checkpoint: LoadedCheckpoint) =>
                 eosId: (request.stopAtEos ?? true) ? tokenizer.eosId : undefined,
                 decode: continuation
               }),
-            catch: (e) => new GenerationError({ reason: "Backend", detail: e instanceof Error ? e.message : String(e) })
+            catch: (e) =>
+              isWasmHeapExhausted(e)
+                ? new GenerationError({ reason: "OutOfMemory", detail: wasmHeapAdvice })
+                : new GenerationError({ reason: "Backend", detail: e instanceof Error ? e.message : String(e) })
           })
           return rows.map((row, i) => ({
             ...row,

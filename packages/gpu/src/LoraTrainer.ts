@@ -1,4 +1,5 @@
 import { Context, Effect, Layer } from "effect"
+import { isWasmHeapExhausted, wasmHeapAdvice } from "./BackendFailure.js"
 import { LanguageModel } from "./LanguageModel.js"
 import type { LoraAdapter, LoraConfig } from "./lora/LoraAdapter.js"
 import { createLoraAdapter, hashDeviceWeights, LoraConfigError, validateLoraConfig } from "./lora/LoraAdapter.js"
@@ -57,6 +58,8 @@ const isTokenized = (e: Example | TokenizedExample): e is TokenizedExample => "i
 const asTrainingFailure = (e: unknown): TrainingError | LoraConfigError =>
   e instanceof TrainingError || e instanceof LoraConfigError
     ? e
+    : isWasmHeapExhausted(e)
+    ? new TrainingError({ reason: "OutOfMemory", detail: wasmHeapAdvice })
     : new TrainingError({ reason: "Backend", detail: e instanceof Error ? e.message : String(e) })
 
 const requests = (request: TrainRequest | ReadonlyArray<TrainRequest>, count: number): ReadonlyArray<TrainRequest> =>

@@ -45,9 +45,10 @@ export class TrainingError extends Data.TaggedError("TrainingError")<{
   /**
    * NonFinite: a loss or gradient norm that is NaN or infinite; BadOptions / BadData: unusable
    * options or examples; NoData: nothing to train on; Incompatible: an adapter that does not
-   * belong to this model or cannot be batched with the others; Backend: tfjs itself failed.
+   * belong to this model or cannot be batched with the others; OutOfMemory: the backend's heap
+   * is exhausted (wasm stops at 4 GiB); Backend: tfjs itself failed otherwise.
    */
-  readonly reason: "NonFinite" | "BadOptions" | "BadData" | "NoData" | "Incompatible" | "Backend"
+  readonly reason: "NonFinite" | "BadOptions" | "BadData" | "NoData" | "Incompatible" | "OutOfMemory" | "Backend"
   /** The 1-based optimizer step at fault, when there is one. */
   readonly step?: number
   readonly detail: string
