@@ -83,14 +83,25 @@ const activate = (backend: ResolvedBackend, threads: number | undefined) =>
         return
       }
       case "wasm": {
-        const wasm = yield* Effect.tryPromise({
+        yield* Effect.tryPromise({
           try: () => import("@tensorflow/tfjs-backend-wasm"),
           catch: (e) => new BackendUnavailable({ backend, reason: "NotInstalled", detail: firstLine(e) })
         })
-        if (threads !== undefined) wasm.setThreadsCount(threads)
+        const kernels = yield* Effect.promise(() => import("./wasm/WasmKernels.js"))
+        // tfjs disables the threaded wasm build in Node; enableWasmThreads works around that and
+        // must run before the backend initialises. Off by default: on shared cores it is slower.
+        if (threads !== undefined && threads > 1) {
+          const result = kernels.enableWasmThreads(threads)
+          if (!result.enabled) {
+            return yield* new BackendUnavailable({
+              backend,
+              reason: "InitFailed",
+              detail: `wasm threads could not be enabled: ${result.reason ?? "unknown reason"}`
+            })
+          }
+        }
         yield* setBackend(backend, "wasm")
-        const { registerWasmKernels } = yield* Effect.promise(() => import("./wasm/WasmKernels.js"))
-        registerWasmKernels()
+        kernels.registerWasmKernels()
         return
       }
       case "cpu": {
@@ -123,8 +134,8 @@ const readInfo = (backend: ResolvedBackend): Effect.Effect<RuntimeInfo> =>
     const simd = isWasm ? Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")) : false
     let threads = 1
     if (isWasm) {
-      const wasm = await import("@tensorflow/tfjs-backend-wasm")
-      threads = wasm.getThreadsCount()
+      const kernels = await import("./wasm/WasmKernels.js")
+      threads = kernels.wasmThreadsCount()
     }
     return {
       backend,

@@ -27,7 +27,15 @@ export interface WasmModule {
     outId: number
   ): void
   /** `Transpose(xId, xShape*, rank, cppDtype, outId, perm*, permLength)`. */
-  _Transpose(xId: number, xShape: number, rank: number, dtype: number, outId: number, perm: number, permLength: number): void
+  _Transpose(
+    xId: number,
+    xShape: number,
+    rank: number,
+    dtype: number,
+    outId: number,
+    perm: number,
+    permLength: number
+  ): void
   readonly tfjs: {
     registerTensor(id: number, size: number, pointer: number): void
     /** Forgets the id on the C++ side and runs its disposal callbacks (e.g. frees cached XNNPACK operators); never frees memory. */

@@ -16,8 +16,11 @@ export { enableWasmThreads, wasmThreadsCount, type WasmThreadsResult } from "./W
  *     transposeA or transposeB, so training used the slow loop for every weight gradient.
  *   - UnsortedSegmentSum: not registered at all, so `tf.grad` through `tf.gather` (embeddings)
  *     threw on wasm (WasmSegmentSum.ts).
- *   - Threads: see WasmThreads.ts (`enableWasmThreads`, called before `tf.setBackend("wasm")`);
- *     the verdict is that the threaded binary does run in Node 20 once its loader is patched.
+ *   - Threads: tfjs turns its threaded binary off in Node. It does run in Node 20 once three
+ *     loader problems are patched around (WasmThreads.ts: `enableWasmThreads(n)`, called before
+ *     `tf.setBackend("wasm")`, replaces `setThreadsCount`). On 2 idle cores it nearly doubles
+ *     products from 64³ up, but tiny products and any competition for the cores make it slower
+ *     than one thread, so it is opt-in.
  *
  * The kernel registry is global to the tfjs-core instance and outlives this module (test runners
  * may load several copies of it), so the stock kernels are remembered on `globalThis` and our
@@ -121,7 +124,7 @@ const fusedMatMul: KernelFunc = (args) => {
   const stockIsFast = stock !== undefined && !transposeA && !transposeB &&
     shapes.batchShapeA.every((d) => d === 1) && shapes.batchShapeB.every((d) => d === 1) &&
     a.shape.length === 3 && b.shape.length === 3 && (bias === undefined || bias.shape.length === 1) &&
-    shapes.k > 0 && claimWeightsLayout(b.dataId, shapes.k, shapes.n)
+    shapes.k > 0 && shapes.m > 0 && shapes.n > 0 && claimWeightsLayout(b.dataId, shapes.k, shapes.n)
   if (stockIsFast) return stock.kernelFunc(args)
   const wasm = asWasmBackend(backend)
   let out = wasmMatMul(wasm, a, b, transposeA, transposeB)

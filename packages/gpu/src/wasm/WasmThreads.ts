@@ -1,5 +1,5 @@
-import * as tf from "@tensorflow/tfjs-core"
 import * as tfWasm from "@tensorflow/tfjs-backend-wasm"
+import * as tf from "@tensorflow/tfjs-core"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
@@ -13,9 +13,10 @@ import * as path from "node:path"
  *   1. `WASM_HAS_MULTITHREAD_SUPPORT` answers false whenever `IS_NODE` (tfjs issue #3830), so the
  *      single-threaded binary is loaded and `setThreadsCount` has no effect.
  *   2. With the flag forced on, init hands Emscripten the pthread worker script as a `blob:` URL
- *      and the main script as a `Blob`. Node's `new Worker()` only takes file paths (the first
- *      attempt dies with "Invalid or unexpected token" / an unloadable URL), and the worker's Node
- *      shim reads scripts with `fs.readFileSync`, which cannot read a Blob.
+ *      and the main script as a `Blob`. Node's `new Worker()` takes file paths only (a blob: URL
+ *      throws ERR_WORKER_PATH), and the worker's Node shim loads scripts with `fs.readFileSync`,
+ *      which cannot read a Blob. (The worker script text also sits in a template literal, so it
+ *      must be re-escaped before it is written out, as tfjs does for its Blob.)
  *   3. The C++ side caps the pool at `emscripten_num_logical_cores() / 2` (it assumes two
  *      hyper-threads per core); in Node that is `os.cpus().length / 2`, so a 2-core machine gets
  *      one thread whatever `setThreadsCount` says.
@@ -28,7 +29,15 @@ import * as path from "node:path"
  *     file's path and reports `os.cpus()` as at least 2 × threads, so the cap is the request;
  *   - afterwards unrefs the pthread workers, which otherwise keep Node from exiting (they only
  *     ever run while the main thread waits for them inside a kernel).
- * Measured on a 2-core machine: 2 threads, [1024×512]·[512×512] from ~42 to ~60-75 GFLOP/s.
+ *
+ * Verdict, measured on a 2-core machine (tools/bench/matmul.ts and square products), 2 threads:
+ *   - on otherwise idle cores it nearly doubles every product from [64×64]·[64×64] up: the
+ *     [1024×128]·[128×384] projection 47 → 91 GFLOP/s, [n×n]² for n = 128..512 ~45 → ~90, the
+ *     per-head attention products 31-33 → 39-48; tiny ones lose (n = 32: 17 → ~1 GFLOP/s), likely because
+ *     each call wakes pool workers that sleep between calls (pthreadpool on Atomics.wait);
+ *   - when other processes compete for the cores the pool stalls on its slowest thread: the same
+ *     shapes then measured 0.5-25 GFLOP/s, often below one thread, and swung from run to run.
+ *   So threads stay off by default; turn them on where cores are dedicated to the process.
  * Everything it touches is version-pinned text in tfjs' bundle; if the worker script no longer
  * contains the expected shim it reports `enabled: false` with the reason instead of guessing.
  */
@@ -122,15 +131,24 @@ export const enableWasmThreads = (threads: number): WasmThreadsResult => {
   tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true)
   tfWasm.setThreadsCount(requested)
   const factory = entry.factory
-  entry.factory = () =>
-    withInitPatches(file, requested, async () => {
-      const backend = await factory()
-      const pthread = (backend as unknown as { wasm?: { PThread?: PThreadRuntime } }).wasm?.PThread
-      if (pthread !== undefined) {
-        for (const worker of [...pthread.unusedWorkers, ...pthread.runningWorkers]) worker.unref()
-      }
-      return backend
-    })
+  entry.factory = async () => {
+    try {
+      return await withInitPatches(file, requested, async () => {
+        const backend = await factory()
+        const pthread = (backend as unknown as { wasm?: { PThread?: PThreadRuntime } }).wasm?.PThread
+        if (pthread !== undefined) {
+          for (const worker of [...pthread.unusedWorkers, ...pthread.runningWorkers]) worker.unref()
+        }
+        return backend
+      })
+    } catch (error) {
+      // A failed threaded start should cost speed, not the backend: retry single-threaded.
+      const reason = (error as { message?: unknown } | null)?.message ?? error
+      console.warn(`tfjs wasm: threaded start failed (${String(reason)}); using one thread`)
+      tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false)
+      return factory()
+    }
+  }
   return { enabled: true, requested }
 }
 
