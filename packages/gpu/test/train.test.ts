@@ -445,3 +445,29 @@ describe("LoraTrainer service", () => {
       expect(result.adapter.parentModelHash).toBe("test-model")
     }).pipe(Effect.provide(LoraTrainer.layerTest())))
 })
+
+describe("LoRA training on the wasm backend", () => {
+  it("same seed gives the same adapter bit for bit there too", async () => {
+    await import("@tensorflow/tfjs-backend-wasm")
+    const { registerWasmKernels } = await import("../src/wasm/WasmKernels.js")
+    await tf.setBackend("wasm")
+    registerWasmKernels()
+    const host = initWeights(config, 11, 0.2)
+    const weights = createTransformerWeights(config, host)
+    try {
+      const adapter = createLoraAdapter(config, { ...lora, dropout: 0.1 }, {
+        seed: 3,
+        parentModelHash: hashWeights(host)
+      })
+      const options = { learningRate: 5e-3, batchSize: 2, epochs: 2, seed: 7, weightDecay: 0.01 }
+      const a = trainLora(weights, adapter, dataset, options)
+      const b = trainLora(weights, adapter, dataset, options)
+      expect(a.adapter.modules.some((m) => m.b.data.some((x) => x !== 0))).toBe(true)
+      expect(adapterValues(b.adapter)).toEqual(adapterValues(a.adapter))
+      expect(b.losses).toEqual(a.losses)
+    } finally {
+      disposeTransformerWeights(weights)
+      await tf.setBackend("cpu")
+    }
+  })
+})
