@@ -1,12 +1,14 @@
 /**
  * A Hugging Face `tokenizer.json` (plus `tokenizer_config.json`) behind our `Tokenizer`
- * interface, backed by `@huggingface/tokenizers` (a pure-JS port of the Rust library).
+ * interface, backed by `@huggingface/tokenizers` (a pure-JS port of the Rust library), or by
+ * `WordLevel.ts` for `model.type == "WordLevel"`, which that port lacks.
  */
 import { Tokenizer as LibraryTokenizer } from "@huggingface/tokenizers"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as Fs from "node:fs"
 import { CheckpointError } from "../checkpoint/CheckpointError.js"
 import type { Tokenizer } from "./Tokenizer.js"
+import { isWordLevelJson, readWordLevelTokenizer, type WordLevelTokenizer } from "./WordLevel.js"
 
 /**
  * The part of the library's `Tokenizer` class we use. Its published `.d.ts` files import each
@@ -23,6 +25,15 @@ interface LibraryTokenizerApi {
   id_to_token(id: number): string | undefined
   get_vocab(withAddedTokens?: boolean): Map<string, number>
 }
+
+/** The library's interface over a word-level tokenizer; special-token roles are resolved below as for any other. */
+const wordLevelLibrary = (tokenizer: WordLevelTokenizer): LibraryTokenizerApi => ({
+  encode: (text) => ({ ids: tokenizer.encode(text, { addBos: false }) }),
+  decode: (ids, options) => tokenizer.decodeTokens(ids, { skipSpecial: options.skip_special_tokens }),
+  token_to_id: tokenizer.tokenToId,
+  id_to_token: tokenizer.idToToken,
+  get_vocab: () => tokenizer.getVocab()
+})
 
 /** Ids to fall back on when `tokenizer_config.json` does not name BOS/EOS (e.g. `config.json`'s). */
 export interface SpecialTokenFallback {
@@ -139,7 +150,9 @@ export const makeHfTokenizer = (
   for (const key of ["bos_token", "eos_token", "unk_token", "pad_token"]) {
     if (key in config) libraryConfig[key] = tokenContent(config[key])
   }
-  const library: LibraryTokenizerApi = new LibraryTokenizer(json, libraryConfig)
+  const library: LibraryTokenizerApi = isWordLevelJson(json)
+    ? wordLevelLibrary(Either.getOrThrowWith(readWordLevelTokenizer(json, config), (error) => error))
+    : new LibraryTokenizer(json, libraryConfig)
 
   const resolve = (key: "bos_token" | "eos_token", fallbackId: number | undefined): number | undefined => {
     if (!(key in config)) return fallbackId
