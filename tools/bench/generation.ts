@@ -19,11 +19,11 @@
  * Run: npx tsx tools/bench/generation.ts [--runs 5] [--tokens 128] [--threads N] [--budget-s 30] [--nlc-dir DIR]
  */
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
+import { flag, lastLine, runProcess, serveChild, spawnChild } from "./ChildProcess.js"
 
 export type OurBackend = "wasm" | "cpu"
 
@@ -179,41 +179,9 @@ const runChild = async (spec: ChildSpec): Promise<ChildResult> => {
 }
 
 /** Node flags that load tsx in a child, reusing the parent's when it already runs under tsx. */
-const tsxArgs = (): Array<string> =>
-  process.execArgv.some((arg) => arg.includes("tsx")) ? [...process.execArgv] : ["--import", import.meta.resolve("tsx")]
 
-const runProcess = (
-  command: string,
-  args: ReadonlyArray<string>,
-  stdin: string
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin)
-  })
-
-const lastLine = (text: string): string => text.trim().split("\n").slice(-1)[0] ?? ""
-
-const runOurs = async (spec: ChildSpec): Promise<ChildResult> => {
-  const { code, stderr, stdout } = await runProcess(
-    process.execPath,
-    [...tsxArgs(), thisFile, "--child"],
-    JSON.stringify(spec)
-  )
-  const line = stdout.split("\n").find((l) => l.startsWith(childMarker))
-  if (code !== 0 || line === undefined) {
-    throw new Error(
-      `${spec.backend} (${spec.threads} threads) exited with ${code}: ${lastLine(stderr) || lastLine(stdout)}`
-    )
-  }
-  return JSON.parse(line.slice(childMarker.length)) as ChildResult
-}
+const runOurs = async (spec: ChildSpec): Promise<ChildResult> =>
+  spawnChild<ChildResult>(thisFile, childMarker, spec, `${spec.backend} (${spec.threads} threads)`)
 
 interface LlamaCppConfig {
   readonly threads: number
@@ -488,24 +456,9 @@ export const runGenerationBenchReport = async (
   return { rows, crossCheck, skipped, environment, errors, markdown }
 }
 
-const readStdin = async (): Promise<string> => {
-  let text = ""
-  for await (const chunk of process.stdin) text += String(chunk)
-  return text
-}
-
-const flag = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
-
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === thisFile) {
   if (process.argv.includes("--child")) {
-    const spec = JSON.parse(await readStdin()) as ChildSpec
-    const result = await runChild(spec)
-    process.stdout.write(`${childMarker}${JSON.stringify(result)}\n`)
-    // The threaded wasm backend's workers are unref'd, but leave nothing to chance.
-    process.exit(0)
+    await serveChild(childMarker, runChild)
   } else {
     const runs = flag("--runs")
     const tokens = flag("--tokens")

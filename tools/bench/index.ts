@@ -15,21 +15,13 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
+import { flag, numberFlag } from "./ChildProcess.js"
 import { runGenerationBenchReport } from "./generation.js"
 import { formatLoraBench, runLoraBench } from "./lora-train.js"
 import { runMatmulBenchReport } from "./matmul.js"
 
 const thisFile = fileURLToPath(import.meta.url)
 const repoRoot = path.resolve(path.dirname(thisFile), "../..")
-
-const flag = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
-const numberFlag = (name: string): number | undefined => {
-  const value = flag(name)
-  return value === undefined ? undefined : Number(value)
-}
 
 /** The command as typed: `npm run bench -- ...` when npm started us, else the tsx invocation. */
 const commandLine = (): string => {

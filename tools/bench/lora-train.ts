@@ -38,12 +38,12 @@
  */
 import type * as tfTypes from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
+import { flag, lastLine, numberFlag, runProcess, serveChild, spawnChild } from "./ChildProcess.js"
 
 /** `wasm`: with our kernel overrides (the product path); `wasm-stock`: tfjs-backend-wasm as shipped. */
 export type LoraBenchBackend = "wasm" | "wasm-stock" | "cpu"
@@ -598,40 +598,9 @@ const summarise = (
 // Parent side
 
 /** Node flags that load tsx in a child, reusing the parent's when it already runs under tsx. */
-const tsxArgs = (): Array<string> =>
-  process.execArgv.some((arg) => arg.includes("tsx")) ? [...process.execArgv] : ["--import", import.meta.resolve("tsx")]
 
-const runProcess = (
-  command: string,
-  args: ReadonlyArray<string>,
-  stdin: string,
-  env?: NodeJS.ProcessEnv
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], env: env ?? process.env })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin)
-  })
-
-const lastLine = (text: string): string => text.trim().split("\n").slice(-1)[0] ?? ""
-
-const runOurs = async <R extends ChildResult>(spec: ChildSpec): Promise<R> => {
-  const { code, stderr, stdout } = await runProcess(
-    process.execPath,
-    [...tsxArgs(), thisFile, "--child"],
-    JSON.stringify(spec)
-  )
-  const line = stdout.split("\n").find((l) => l.startsWith(childMarker))
-  if (code !== 0 || line === undefined) {
-    throw new Error(`${spec.kind} ${spec.backend} exited with ${code}: ${lastLine(stderr) || lastLine(stdout)}`)
-  }
-  return JSON.parse(line.slice(childMarker.length)) as R
-}
+const runOurs = async <R extends ChildResult>(spec: ChildSpec): Promise<R> =>
+  spawnChild<R>(thisFile, childMarker, spec, `${spec.kind} ${spec.backend}`)
 
 interface TorchOutput {
   readonly torch: string
@@ -1020,20 +989,6 @@ export const formatLoraBench = (result: LoraBenchResult): string => {
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-const readStdin = async (): Promise<string> => {
-  let text = ""
-  for await (const chunk of process.stdin) text += String(chunk)
-  return text
-}
-
-const flag = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name)
-  return i >= 0 ? process.argv[i + 1] : undefined
-}
-const numberFlag = (name: string): number | undefined => {
-  const value = flag(name)
-  return value === undefined ? undefined : Number(value)
-}
 const listFlag = (name: string): Array<number> | undefined => {
   const value = flag(name)
   return value === undefined ? undefined : value.split(",").filter((x) => x.trim() !== "").map(Number)
@@ -1041,10 +996,7 @@ const listFlag = (name: string): Array<number> | undefined => {
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === thisFile) {
   if (process.argv.includes("--child")) {
-    const spec = JSON.parse(await readStdin()) as ChildSpec
-    const result = await runChild(spec)
-    process.stdout.write(`${childMarker}${JSON.stringify(result)}\n`)
-    process.exit(0)
+    await serveChild(childMarker, runChild)
   } else {
     const backends = flag("--backends")
     const result = await runLoraBench({

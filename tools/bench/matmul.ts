@@ -13,10 +13,10 @@
  *
  * Run: npx tsx tools/bench/matmul.ts [--min-time-ms 60] [--rounds 5] [--threads N]
  */
-import { spawn } from "node:child_process"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { lastLine, runProcess, serveChild, spawnChild } from "./ChildProcess.js"
 
 export interface MatmulCase {
   readonly name: string
@@ -160,40 +160,9 @@ const runChild = async (spec: ChildSpec): Promise<ChildResult> => {
 const thisFile = fileURLToPath(import.meta.url)
 
 /** Node flags that load tsx in a child, reusing the parent's when it already runs under tsx. */
-const tsxArgs = (): Array<string> =>
-  process.execArgv.some((arg) => arg.includes("tsx")) ? [...process.execArgv] : ["--import", import.meta.resolve("tsx")]
 
-const runProcess = (
-  command: string,
-  args: ReadonlyArray<string>,
-  stdin: string,
-  env: NodeJS.ProcessEnv = process.env
-): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], env })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin)
-  })
-
-const lastLine = (text: string): string => text.trim().split("\n").slice(-1)[0] ?? ""
-
-const runConfig = async (spec: ChildSpec): Promise<ChildResult> => {
-  const { code, stderr, stdout } = await runProcess(
-    process.execPath,
-    [...tsxArgs(), thisFile, "--child"],
-    JSON.stringify(spec)
-  )
-  const line = stdout.split("\n").find((l) => l.startsWith(childMarker))
-  if (code !== 0 || line === undefined) {
-    throw new Error(`${spec.config} child exited with ${code}: ${lastLine(stderr) || lastLine(stdout)}`)
-  }
-  return JSON.parse(line.slice(childMarker.length)) as ChildResult
-}
+const runConfig = async (spec: ChildSpec): Promise<ChildResult> =>
+  spawnChild<ChildResult>(thisFile, childMarker, spec, `${spec.config} child`)
 
 interface NumpyResult {
   readonly error?: string
@@ -322,12 +291,6 @@ export const runMatmulBenchReport = async (options: MatmulBenchOptions = {}): Pr
 export const runMatmulBench = async (options: MatmulBenchOptions = {}): Promise<Array<Row>> =>
   (await runMatmulBenchReport(options)).rows
 
-const readStdin = async (): Promise<string> => {
-  let text = ""
-  for await (const chunk of process.stdin) text += String(chunk)
-  return text
-}
-
 const flag = (name: string): number | undefined => {
   const i = process.argv.indexOf(name)
   return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : undefined
@@ -335,9 +298,7 @@ const flag = (name: string): number | undefined => {
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === thisFile) {
   if (process.argv.includes("--child")) {
-    const spec = JSON.parse(await readStdin()) as ChildSpec
-    const result = await runChild(spec)
-    process.stdout.write(`${childMarker}${JSON.stringify(result)}\n`)
+    await serveChild(childMarker, runChild)
   } else {
     const minTimeMs = flag("--min-time-ms")
     const rounds = flag("--rounds")
