@@ -8,6 +8,7 @@ import "@tensorflow/tfjs-backend-wasm"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { beforeAll } from "vitest"
+import { makeRng } from "../src/model/Sampling.js"
 import { asWasmBackend } from "../src/wasm/WasmBackendAccess.js"
 import {
   registerWasmKernels,
@@ -28,17 +29,8 @@ import {
 
 const tolerance = 1e-5
 
-/** mulberry32: a small seeded generator, so failures reproduce. */
-const random = (seed: number) => {
-  let s = seed >>> 0
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The project's seeded generator (mulberry32), so failures reproduce. */
+const random = makeRng
 
 const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((n, d) => n * d, 1)
 

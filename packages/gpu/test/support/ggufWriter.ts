@@ -7,6 +7,7 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { GgmlType, permuteRopeRows, Q8_0_BLOCK } from "../../src/checkpoint/Gguf.js"
+import { makeRng } from "../../src/model/Sampling.js"
 
 /** GGUF metadata value types (`gguf_type`). */
 export const GgufValueType = {
@@ -340,17 +341,8 @@ export const q8_0Bytes = (values: Float32Array): Uint8Array => {
 // Synthetic models
 // ---------------------------------------------------------------------------------------------
 
-/** A deterministic pseudo-random stream (mulberry32), so failures reproduce. */
-export const random = (seed: number) => {
-  let s = seed >>> 0
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** A deterministic pseudo-random stream (the project's mulberry32), so failures reproduce. */
+export const random = makeRng
 
 export const randomTensor = (count: number, next: () => number, scale = 1): Float32Array =>
   Float32Array.from({ length: count }, () => (next() * 2 - 1) * scale)
