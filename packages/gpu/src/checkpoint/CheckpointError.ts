@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import { Data, Effect } from "effect"
 
 /**
  * Anything wrong with a checkpoint on disk. `file` is the path that was being read and `field`
@@ -24,3 +24,15 @@ export class CheckpointError extends Data.TaggedError("CheckpointError")<{
     return `${where}: ${this.detail}`
   }
 }
+
+/** Parses the text of the JSON file `file`; bad JSON is a Malformed CheckpointError naming it. */
+export const parseJsonFile = (file: string, text: string): Effect.Effect<unknown, CheckpointError> =>
+  Effect.try({
+    try: () => JSON.parse(text) as unknown,
+    catch: (e) =>
+      new CheckpointError({
+        file,
+        reason: "Malformed",
+        detail: `not valid JSON: ${e instanceof Error ? e.message : String(e)}`
+      })
+  })

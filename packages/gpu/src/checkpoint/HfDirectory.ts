@@ -8,7 +8,7 @@ import * as Path from "node:path"
 import { expectedWeightShapes, type HostTensor, type ModelConfig, type WeightMap } from "../model/ModelConfig.js"
 import { loadHfTokenizer } from "../tokenizer/HfTokenizer.js"
 import type { LoadedCheckpoint } from "./Checkpoint.js"
-import { CheckpointError } from "./CheckpointError.js"
+import { CheckpointError, parseJsonFile } from "./CheckpointError.js"
 import { readSafetensorsHeader, readSafetensorsTensors, type SafetensorsHeader } from "./Safetensors.js"
 
 /** The `architectures` entries we can run, keyed to our architecture names. */
@@ -208,15 +208,7 @@ const readJsonFile = (path: string) =>
           })
       }
     })
-    return yield* Effect.try({
-      try: () => JSON.parse(text) as unknown,
-      catch: (e) =>
-        new CheckpointError({
-          file: path,
-          reason: "Malformed",
-          detail: `not valid JSON: ${e instanceof Error ? e.message : String(e)}`
-        })
-    })
+    return yield* parseJsonFile(path, text)
   })
 
 /** Which file each canonical weight lives in: one file, or the shards an index names. */

@@ -6,7 +6,7 @@
 import { Tokenizer as LibraryTokenizer } from "@huggingface/tokenizers"
 import { Effect, Either } from "effect"
 import * as Fs from "node:fs"
-import { CheckpointError } from "../checkpoint/CheckpointError.js"
+import { CheckpointError, parseJsonFile } from "../checkpoint/CheckpointError.js"
 import type { Tokenizer } from "./Tokenizer.js"
 import { isWordLevelJson, readWordLevelTokenizer, type WordLevelTokenizer } from "./WordLevel.js"
 
@@ -195,15 +195,7 @@ const readJson = (path: string, optional: boolean) =>
       })
     )
     if (text === undefined) return undefined
-    return yield* Effect.try({
-      try: () => JSON.parse(text) as unknown,
-      catch: (e) =>
-        new CheckpointError({
-          file: path,
-          reason: "Malformed",
-          detail: `not valid JSON: ${e instanceof Error ? e.message : String(e)}`
-        })
-    })
+    return yield* parseJsonFile(path, text)
   })
 
 /**
