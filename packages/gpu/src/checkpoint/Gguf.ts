@@ -16,6 +16,7 @@ import { bpeTokenizerFromGgufMetadata } from "../tokenizer/GgufBpe.js"
 import { SentencePieceTokenizer } from "../tokenizer/SentencePiece.js"
 import type { LoadedCheckpoint } from "./Checkpoint.js"
 import { CheckpointError } from "./CheckpointError.js"
+import { asNumber, describe, type Metadata, metadataReader } from "./GgufMetadata.js"
 
 /** The ggml tensor types this loader decodes (ids from ggml's `ggml_type`). */
 export const GgmlType = {
@@ -67,10 +68,6 @@ const ggmlTypeName = (type: number): string => ggmlTypeNames[type] ?? `type ${ty
 
 type SupportedArchitecture = ModelConfig["architecture"]
 const supportedArchitectures: ReadonlyArray<SupportedArchitecture> = ["llama", "qwen2"]
-
-/** Metadata values as `@huggingface/gguf` returns them. */
-type MetadataValue = string | number | bigint | boolean | ReadonlyArray<MetadataValue>
-type Metadata = Readonly<Record<string, MetadataValue | undefined>>
 
 interface TensorInfo {
   readonly name: string
@@ -243,69 +240,6 @@ export const ggufTensorNames = (config: ModelConfig): Map<string, string> => {
 // ---------------------------------------------------------------------------------------------
 // Metadata
 // ---------------------------------------------------------------------------------------------
-
-const asNumber = (value: MetadataValue | undefined): number | undefined => {
-  if (typeof value === "number") return value
-  if (typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(value)
-  return undefined
-}
-
-const describe = (value: MetadataValue | undefined): string =>
-  value === undefined
-    ? "missing"
-    : Array.isArray(value)
-    ? `an array of ${value.length}`
-    : `${typeof value} ${String(value)}`
-
-/** Reads GGUF metadata for one file, failing with a `CheckpointError` that names the key. */
-const metadataReader = (file: string, metadata: Metadata) => {
-  const malformed = (field: string, detail: string) => new CheckpointError({ file, field, reason: "Malformed", detail })
-
-  const number = (key: string, fallback?: number): Effect.Effect<number, CheckpointError> => {
-    const raw = metadata[key]
-    if (raw === undefined && fallback !== undefined) return Effect.succeed(fallback)
-    // Some converters write per-layer arrays (e.g. head_count_kv); uniform ones are fine.
-    if (Array.isArray(raw) && raw.length > 0) {
-      const values = raw.map(asNumber)
-      if (values.every((v) => v !== undefined && v === values[0])) return Effect.succeed(values[0]!)
-      return Effect.fail(malformed(key, "per-layer values that differ are not supported"))
-    }
-    const value = asNumber(raw as MetadataValue | undefined)
-    return value === undefined || !Number.isFinite(value)
-      ? Effect.fail(malformed(key, `expected a number, found ${describe(raw)}`))
-      : Effect.succeed(value)
-  }
-
-  const positiveInt = (key: string, fallback?: number): Effect.Effect<number, CheckpointError> =>
-    Effect.flatMap(
-      number(key, fallback),
-      (n) =>
-        Number.isSafeInteger(n) && n > 0
-          ? Effect.succeed(n)
-          : Effect.fail(malformed(key, `${n} is not a positive integer`))
-    )
-
-  const optionalBool = (key: string, fallback: boolean): Effect.Effect<boolean, CheckpointError> => {
-    const raw = metadata[key]
-    if (raw === undefined) return Effect.succeed(fallback)
-    return typeof raw === "boolean"
-      ? Effect.succeed(raw)
-      : Effect.fail(malformed(key, `expected a boolean, found ${describe(raw)}`))
-  }
-
-  const optionalId = (key: string, vocabSize: number): Effect.Effect<number | undefined, CheckpointError> => {
-    const raw = metadata[key]
-    if (raw === undefined) return Effect.succeed(undefined)
-    const id = asNumber(raw)
-    if (id === undefined || !Number.isInteger(id) || id < 0) {
-      return Effect.fail(malformed(key, `expected a token id, found ${describe(raw)}`))
-    }
-    // llama.cpp writes -1 as uint32 (4294967295) for "none"; any id past the vocabulary is none.
-    return Effect.succeed(id < vocabSize ? id : undefined)
-  }
-
-  return { number, positiveInt, optionalBool, optionalId, malformed }
-}
 
 const readConfig = (
   file: string,

@@ -11,6 +11,7 @@
  */
 import { Effect } from "effect"
 import { CheckpointError } from "../checkpoint/CheckpointError.js"
+import { asNumber, describe, type Metadata, metadataReader } from "../checkpoint/GgufMetadata.js"
 import type { HfTokenizer } from "./HfTokenizer.js"
 import { makeHfTokenizer } from "./HfTokenizer.js"
 
@@ -83,16 +84,6 @@ const preTokenizers: ReadonlyMap<string, PreTokenizer> = new Map([
 /** The `tokenizer.ggml.pre` values this module understands. */
 export const ggufBpePreTokenizerNames: ReadonlyArray<string> = [...preTokenizers.keys()]
 
-const describe = (value: unknown): string =>
-  value === undefined
-    ? "missing"
-    : Array.isArray(value)
-    ? `an array of ${value.length}`
-    : `${typeof value} ${String(value)}`
-
-const asNumber = (value: unknown): number | undefined =>
-  typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : undefined
-
 /**
  * `tokenizer.json`'s `model.vocab`: token -> id. The object has no prototype, so a token spelt
  * "__proto__" is an ordinary key; a token that appears twice keeps its last id, as in llama.cpp's
@@ -127,8 +118,8 @@ export const ggufBpeTokenizerSpec = (
   metadata: Readonly<Record<string, unknown>>
 ): Effect.Effect<GgufBpeTokenizerSpec, CheckpointError> =>
   Effect.gen(function*() {
-    const malformed = (field: string, detail: string) =>
-      new CheckpointError({ file, field, reason: "Malformed", detail })
+    const read = metadataReader(file, metadata as Metadata)
+    const malformed = read.malformed
 
     const tokens = metadata["tokenizer.ggml.tokens"]
     if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((t) => typeof t === "string")) {
@@ -189,19 +180,9 @@ export const ggufBpeTokenizerSpec = (
       })
     }
 
-    const optionalId = (key: string): Effect.Effect<number | undefined, CheckpointError> => {
-      const raw = metadata[key]
-      if (raw === undefined) return Effect.succeed(undefined)
-      const id = asNumber(raw)
-      if (id === undefined || !Number.isInteger(id) || id < 0) {
-        return Effect.fail(malformed(key, `expected a token id, found ${describe(raw)}`))
-      }
-      // llama.cpp writes -1 as uint32 for "none"; any id past the vocabulary is none.
-      return Effect.succeed(id < n ? id : undefined)
-    }
-    const bosId = yield* optionalId("tokenizer.ggml.bos_token_id")
-    const eosId = yield* optionalId("tokenizer.ggml.eos_token_id")
-    const padId = yield* optionalId("tokenizer.ggml.padding_token_id")
+    const bosId = yield* read.optionalId("tokenizer.ggml.bos_token_id", n)
+    const eosId = yield* read.optionalId("tokenizer.ggml.eos_token_id", n)
+    const padId = yield* read.optionalId("tokenizer.ggml.padding_token_id", n)
     const rawAddBos = metadata["tokenizer.ggml.add_bos_token"]
     if (rawAddBos !== undefined && typeof rawAddBos !== "boolean") {
       return yield* malformed("tokenizer.ggml.add_bos_token", `expected a boolean, found ${describe(rawAddBos)}`)
