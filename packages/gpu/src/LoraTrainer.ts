@@ -7,7 +7,7 @@ import { trainLoraMany } from "./train/BatchedTrainer.js"
 import type { Example, TokenizedExample, TokenizeOptions } from "./train/Loss.js"
 import { tokenizeExample } from "./train/Loss.js"
 import type { LoraTrainResult, TrainOptions } from "./train/Trainer.js"
-import { planSteps, TrainingError, trainLora } from "./train/Trainer.js"
+import { resolvePlan, TrainingError, trainLora } from "./train/Trainer.js"
 
 /**
  * LoRA training on the loaded `LanguageModel`, as an Effect service: the numeric work is the
@@ -136,7 +136,7 @@ export const layerTest = (options: TestTrainerOptions = {}): Layer.Layer<LoraTra
   const lossAt = options.lossAt ?? ((step: number) => 2 / (step + 1))
   const fakeTrain = (adapter: LoraAdapter, data: TrainingData, request: TrainRequest): LoraTrainResult => {
     if (options.failWith !== undefined) throw options.failWith
-    const plan = planSteps(data.length, request)
+    const plan = resolvePlan(data.length, request)
     const losses: Array<number> = []
     for (let s = 0; s < plan.length; s++) {
       losses.push(lossAt(s))

@@ -384,6 +384,68 @@ describe("full fine-tuning", () => {
   })
 })
 
+describe("windowed full training (checkpoint and resume)", () => {
+  const texts = ["the cat sat.", "a dog ran far.", "we sat on a mat.", "cats nap."].map((t) =>
+    tokenizeExample(charTokenizer, { text: t })
+  )
+  const options = {
+    learningRate: 1e-2,
+    weightDecay: 0.1,
+    schedule: { kind: "cosine" as const, warmupSteps: 2, minLearningRate: 1e-3 },
+    plan: [
+      { epoch: 0, microBatches: [[0, 1], [2]] },
+      { epoch: 0, microBatches: [[3]] },
+      { epoch: 1, microBatches: [[2, 3]] },
+      { epoch: 1, microBatches: [[1], [0]] },
+      { epoch: 2, microBatches: [[0, 1, 2, 3]] },
+      { epoch: 2, microBatches: [[3, 2]] }
+    ]
+  }
+
+  it("two windows with the moments carried over equal one uninterrupted run, bit for bit", () => {
+    for (const tieEmbeddings of [false, true]) {
+      const cfg: ModelConfig = { ...config, tieEmbeddings }
+      const start = initWeights(cfg, 5)
+      const before = tf.memory().numTensors
+      const whole = trainFull(cfg, start, texts, options)
+      const first = trainFull(cfg, start, texts, { ...options, endStep: 4 })
+      expect(first.nextStep).toBe(4)
+      expect(first.steps).toBe(4)
+      const second = trainFull(cfg, first.weights, texts, { ...options, startStep: 4, moments: first.moments })
+      expect(tf.memory().numTensors).toBe(before)
+      expect(second.nextStep).toBe(6)
+      expect([...first.losses, ...second.losses]).toEqual(whole.losses)
+      expect([...first.learningRates, ...second.learningRates]).toEqual(whole.learningRates)
+      for (const [name, t] of whole.weights) expect(second.weights.get(name)!.data).toEqual(t.data)
+      for (const [name, t] of whole.moments) expect(second.moments.get(name)!.data).toEqual(t.data)
+      // Restarting the second window without the moments is a different run.
+      const cold = trainFull(cfg, first.weights, texts, { ...options, startStep: 4 })
+      expect(cold.losses[1]).not.toBe(whole.losses[5])
+    }
+  })
+
+  it("rejects plans and windows that do not fit", () => {
+    const reason = (f: () => unknown) => {
+      try {
+        f()
+        return "ok"
+      } catch (e) {
+        return `${(e as TrainingError).reason}: ${(e as TrainingError).message}`
+      }
+    }
+    const start = initWeights(config, 5)
+    expect(reason(() => trainFull(config, start, texts, { ...options, plan: [{ epoch: 0, microBatches: [[7]] }] })))
+      .toMatch(/BadOptions: .*example 7/)
+    expect(reason(() => trainFull(config, start, texts, { ...options, startStep: 6 }))).toMatch(/BadOptions: .*past/)
+    expect(reason(() => trainFull(config, start, texts, { ...options, startStep: 2, endStep: 2 }))).toMatch(
+      /BadOptions: .*endStep/
+    )
+    expect(reason(() => trainFull(config, start, texts, { ...options, startStep: 1, moments: new Map() }))).toMatch(
+      /BadOptions: .*exp_avg/
+    )
+  })
+})
+
 describe("LoraTrainer service", () => {
   const modelLayer = (weights: TransformerWeights) =>
     Layer.succeed(

@@ -17,6 +17,7 @@ export class CheckpointError extends Data.TaggedError("CheckpointError")<{
     | "MissingTensor"
     | "UnknownArchitecture"
     | "MissingTokenizer"
+    | "Io"
   readonly detail: string
 }> {
   override get message(): string {

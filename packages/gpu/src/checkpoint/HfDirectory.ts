@@ -9,7 +9,12 @@ import { expectedWeightShapes, type HostTensor, type ModelConfig, type WeightMap
 import { loadHfTokenizer } from "../tokenizer/HfTokenizer.js"
 import type { LoadedCheckpoint } from "./Checkpoint.js"
 import { CheckpointError, parseJsonFile } from "./CheckpointError.js"
-import { readSafetensorsHeader, readSafetensorsTensors, type SafetensorsHeader } from "./Safetensors.js"
+import {
+  readSafetensorsHeader,
+  readSafetensorsTensors,
+  type SafetensorsHeader,
+  writeSafetensors
+} from "./Safetensors.js"
 
 /** The `architectures` entries we can run, keyed to our architecture names. */
 const knownArchitectures: ReadonlyMap<string, ModelConfig["architecture"]> = new Map([
@@ -332,4 +337,86 @@ export const loadHfDirectory = (dir: string): Effect.Effect<LoadedCheckpoint, Ch
     )
     const weights = yield* loadHfWeights(dir, hf.config)
     return { config: hf.config, weights, tokenizer, source: { format: "hf", path: dir } } satisfies LoadedCheckpoint
+  })
+
+/** The `config.json` transformers would write for `config`. */
+export const modelConfigJson = (
+  config: ModelConfig,
+  special: { readonly bosId: number | undefined; readonly eosId: number | undefined }
+): Record<string, unknown> => {
+  const llama = config.architecture === "llama"
+  return {
+    architectures: [llama ? "LlamaForCausalLM" : "Qwen2ForCausalLM"],
+    model_type: config.architecture,
+    vocab_size: config.vocabSize,
+    hidden_size: config.hiddenSize,
+    intermediate_size: config.intermediateSize,
+    num_hidden_layers: config.numLayers,
+    num_attention_heads: config.numHeads,
+    num_key_value_heads: config.numKvHeads,
+    // Qwen2 configs never carry head_dim; it is always hidden / heads there.
+    ...(llama ? { head_dim: config.headDim, attention_bias: config.attentionBias, mlp_bias: false } : {}),
+    max_position_embeddings: config.maxPositions,
+    rms_norm_eps: config.rmsNormEps,
+    rope_theta: config.ropeTheta,
+    rope_scaling: null,
+    tie_word_embeddings: config.tieEmbeddings,
+    hidden_act: "silu",
+    bos_token_id: special.bosId ?? null,
+    eos_token_id: special.eosId ?? null,
+    torch_dtype: "float32"
+  }
+}
+
+/** Writes `path` atomically: a temporary file in the same directory, then a rename over it. */
+export const writeFileAtomic = (path: string, contents: string | Uint8Array): Effect.Effect<void, CheckpointError> => {
+  const temp = Path.join(Path.dirname(path), `.${Path.basename(path)}.${process.pid}.${Date.now()}.tmp`)
+  return Effect.tryPromise({
+    try: async () => {
+      await Fs.promises.writeFile(temp, contents)
+      await Fs.promises.rename(temp, path)
+    },
+    catch: (e) =>
+      new CheckpointError({
+        file: path,
+        reason: "Io",
+        detail: `cannot write: ${e instanceof Error ? e.message : String(e)}`
+      })
+  }).pipe(Effect.onError(() => Effect.promise(() => Fs.promises.rm(temp, { force: true }))))
+}
+
+export interface HfDirectoryContents {
+  readonly config: ModelConfig
+  readonly weights: WeightMap
+  /** `tokenizer.json` and `tokenizer_config.json` contents. */
+  readonly tokenizerJson: unknown
+  readonly tokenizerConfig: unknown
+  readonly bosId: number | undefined
+  readonly eosId: number | undefined
+  /** Extra JSON files (name to contents), e.g. provenance. */
+  readonly extraFiles?: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * Writes a Hugging Face model directory (config.json, model.safetensors, tokenizer files) that
+ * `loadHfDirectory` and transformers' `from_pretrained` read. Each file is written atomically.
+ */
+export const writeHfDirectory = (dir: string, contents: HfDirectoryContents): Effect.Effect<void, CheckpointError> =>
+  Effect.gen(function*() {
+    yield* Effect.tryPromise({
+      try: () => Fs.promises.mkdir(dir, { recursive: true }),
+      catch: (e) => new CheckpointError({ file: dir, reason: "Io", detail: `cannot create: ${String(e)}` })
+    })
+    const json = (value: unknown) => JSON.stringify(value, null, 2) + "\n"
+    yield* writeSafetensors(Path.join(dir, "model.safetensors"), contents.weights, { format: "pt" })
+    yield* writeFileAtomic(Path.join(dir, "tokenizer.json"), json(contents.tokenizerJson))
+    yield* writeFileAtomic(Path.join(dir, "tokenizer_config.json"), json(contents.tokenizerConfig))
+    for (const [name, value] of Object.entries(contents.extraFiles ?? {})) {
+      yield* writeFileAtomic(Path.join(dir, name), json(value))
+    }
+    // config.json last: a directory without it is not mistaken for a finished model.
+    yield* writeFileAtomic(
+      Path.join(dir, "config.json"),
+      json(modelConfigJson(contents.config, { bosId: contents.bosId, eosId: contents.eosId }))
+    )
   })

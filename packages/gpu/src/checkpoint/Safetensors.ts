@@ -188,9 +188,8 @@ const ioError = (file: string, doing: string) => (cause: unknown): CheckpointErr
     return new CheckpointError({ file, reason: "NotFound", detail: "no such file" })
   }
   if (code === "EISDIR") return new CheckpointError({ file, reason: "NotFound", detail: "is a directory, not a file" })
-  // CheckpointError has no IO reason; "Malformed" with the OS message is the closest honest one.
   const message = cause instanceof Error ? cause.message : String(cause)
-  return new CheckpointError({ file, reason: "Malformed", detail: `cannot ${doing}: ${message}` })
+  return new CheckpointError({ file, reason: "Io", detail: `cannot ${doing}: ${message}` })
 }
 
 /** Opens `path`; errors name `reportAs`, so a temporary file's failure names the file the caller asked for. */

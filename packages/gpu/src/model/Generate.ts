@@ -15,6 +15,11 @@ export type LogitMask = (
 export interface GenerateOptions extends SamplingOptions {
   readonly maxTokens: number
   readonly seed?: number | undefined
+  /**
+   * One seed per row, overriding `deriveSeed(seed, row)`: a row's samples then do not depend on
+   * which batch it ran in or at which position.
+   */
+  readonly rowSeeds?: ReadonlyArray<number> | undefined
   /** Stop when this id is generated (it is kept out of the output). */
   readonly eosId?: number | undefined
   /** Stop strings; needs `decode`. The text is cut before the first stop string. */
@@ -65,7 +70,7 @@ export const generate = (
     done: false,
     finishReason: "length" as FinishReason,
     text: undefined as string | undefined,
-    rng: makeRng(deriveSeed(options.seed ?? 0, r))
+    rng: makeRng(options.rowSeeds?.[r] ?? deriveSeed(options.seed ?? 0, r))
   }))
 
   // Prefill: all prompt positions at once.

@@ -7,6 +7,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { CheckpointError } from "../checkpoint/CheckpointError.js"
+import { modelConfigJson } from "../checkpoint/HfDirectory.js"
 import { writeSafetensors } from "../checkpoint/Safetensors.js"
 import { expectedWeightShapes, type HostTensor, type ModelConfig, type WeightMap } from "../model/ModelConfig.js"
 import { makeRng } from "../model/Sampling.js"
@@ -125,31 +126,9 @@ export const tinyTokenizerConfig: Readonly<Record<string, unknown>> = {
   tokenizer_class: "LlamaTokenizer"
 }
 
-/** The `config.json` transformers would write for `config`. */
-export const hfConfigJson = (config: ModelConfig): Record<string, unknown> => {
-  const llama = config.architecture === "llama"
-  return {
-    architectures: [llama ? "LlamaForCausalLM" : "Qwen2ForCausalLM"],
-    model_type: config.architecture,
-    vocab_size: config.vocabSize,
-    hidden_size: config.hiddenSize,
-    intermediate_size: config.intermediateSize,
-    num_hidden_layers: config.numLayers,
-    num_attention_heads: config.numHeads,
-    num_key_value_heads: config.numKvHeads,
-    // Qwen2 configs never carry head_dim; it is always hidden / heads there.
-    ...(llama ? { head_dim: config.headDim, attention_bias: config.attentionBias, mlp_bias: false } : {}),
-    max_position_embeddings: config.maxPositions,
-    rms_norm_eps: config.rmsNormEps,
-    rope_theta: config.ropeTheta,
-    rope_scaling: null,
-    tie_word_embeddings: config.tieEmbeddings,
-    hidden_act: "silu",
-    bos_token_id: 1,
-    eos_token_id: 2,
-    torch_dtype: "float32"
-  }
-}
+/** The `config.json` transformers would write for `config` (BOS 1, EOS 2, as the tiny tokenizer has). */
+export const hfConfigJson = (config: ModelConfig): Record<string, unknown> =>
+  modelConfigJson(config, { bosId: 1, eosId: 2 })
 
 export interface TinyHfCheckpointOptions {
   readonly config: ModelConfig

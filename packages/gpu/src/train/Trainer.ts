@@ -9,12 +9,12 @@ import {
   loraHook,
   uploadLora
 } from "../lora/LoraAdapter.js"
-import type { ModelConfig, WeightMap } from "../model/ModelConfig.js"
+import type { HostTensor, ModelConfig, WeightMap } from "../model/ModelConfig.js"
 import { expectedWeightShapes, WeightNames } from "../model/ModelConfig.js"
 import { deriveSeed, makeRng } from "../model/Sampling.js"
 import type { LayerWeights, ProjectionHook, TransformerWeights } from "../model/Transformer.js"
 import { createTransformerWeights, forward, projectionNames } from "../model/Transformer.js"
-import type { AdamWHyper } from "./AdamW.js"
+import type { AdamWHyper, AdamWState } from "./AdamW.js"
 import {
   adamWUpdate,
   biasCorrections,
@@ -99,6 +99,20 @@ export interface TrainOptions {
   readonly onStep?: ((progress: StepProgress) => void) | undefined
   /** Early stop: checked after each step. */
   readonly stopWhen?: ((progress: StepProgress) => boolean) | undefined
+  /**
+   * An explicit data order (e.g. length-bucketed batches for pretraining); replaces the plan
+   * `planSteps` would make from batchSize, gradientAccumulation, steps, epochs and seed.
+   */
+  readonly plan?: ReadonlyArray<PlannedStep> | undefined
+  /**
+   * Run only the plan's steps `[startStep, endStep)` (0-based; defaults: the whole plan). The
+   * learning-rate schedule and AdamW's bias corrections still count from the plan's first step,
+   * so a run cut into windows, with the weights and optimizer moments carried between them,
+   * takes exactly the steps of one uninterrupted run: this is how pretraining checkpoints and
+   * resumes.
+   */
+  readonly startStep?: number | undefined
+  readonly endStep?: number | undefined
 }
 
 export interface TrainStats {
@@ -121,6 +135,13 @@ export interface LoraTrainResult extends TrainStats {
 
 export interface FullTrainResult extends TrainStats {
   readonly weights: WeightMap
+  /**
+   * AdamW's moments after the last step, keyed `{weight}.exp_avg` and `{weight}.exp_avg_sq` in the
+   * Hugging Face layout (PyTorch's state names): pass them back as `moments` to continue.
+   */
+  readonly moments: WeightMap
+  /** The plan step the next window starts at. */
+  readonly nextStep: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,7 +201,23 @@ export const validateTrainOptions = (options: TrainOptions, examples: number): v
   positiveInt("steps", options.steps)
   if (options.epochs !== undefined && !(options.epochs > 0)) throw bad(`epochs must be > 0, got ${options.epochs}`)
   if (options.weightDecay !== undefined && !(options.weightDecay >= 0)) throw bad("weightDecay must be >= 0")
+  if (options.plan !== undefined) {
+    const outside = options.plan.flatMap((s) => s.microBatches.flat()).find((i) => !(i >= 0 && i < examples))
+    if (outside !== undefined) throw bad(`the plan refers to example ${outside}; there are ${examples}`)
+  }
+  const planned = options.plan?.length
+  const start = options.startStep ?? 0
+  if (!(Number.isInteger(start) && start >= 0)) throw bad(`startStep must be an integer >= 0, got ${start}`)
+  const end = options.endStep
+  if (end !== undefined && !(Number.isInteger(end) && end > start)) {
+    throw bad(`endStep must be an integer > startStep (${start}), got ${end}`)
+  }
+  if (planned !== undefined && start >= planned) throw bad(`startStep ${start} is past the plan's ${planned} steps`)
 }
+
+/** The run's plan: the explicit one, or the seeded shuffle of `planSteps`. */
+export const resolvePlan = (examples: number, options: TrainOptions): ReadonlyArray<PlannedStep> =>
+  options.plan ?? planSteps(examples, options)
 
 export const adamHyper = (options: TrainOptions): AdamWHyper => ({
   beta1: options.beta1 ?? defaultAdamW.beta1,
@@ -198,15 +235,29 @@ interface LoopSpec {
   readonly model: () => TransformerWeights
   /** The projection hook for micro-batch `micro` (seeded dropout), if any. */
   readonly hook: (micro: number) => ProjectionHook | undefined
+  /** Moments to start from (same order as `params`); zeros when absent. */
+  readonly moments?: { readonly m: ReadonlyArray<tf.Tensor>; readonly v: ReadonlyArray<tf.Tensor> } | undefined
+  /** Called with the optimizer state after the last step, before it is disposed. */
+  readonly finalState?: ((state: AdamWState) => void) | undefined
 }
 
-const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, options: TrainOptions): TrainStats => {
+interface LoopStats extends TrainStats {
+  readonly nextStep: number
+}
+
+const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, options: TrainOptions): LoopStats => {
   validateTrainOptions(options, examples.length)
   ensureGradients()
-  const plan = planSteps(examples.length, options)
+  const plan = resolvePlan(examples.length, options)
+  const firstStep = options.startStep ?? 0
+  const lastStep = Math.min(plan.length, options.endStep ?? plan.length)
   const hyper = adamHyper(options)
   const schedule = options.schedule ?? { kind: "constant" }
   const state = createAdamWState(spec.params)
+  if (spec.moments !== undefined) {
+    state.m.forEach((m, i) => m.assign(spec.moments!.m[i]!))
+    state.v.forEach((v, i) => v.assign(spec.moments!.v[i]!))
+  }
   const losses: Array<number> = []
   const gradNorms: Array<number> = []
   const learningRates: Array<number> = []
@@ -214,9 +265,10 @@ const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, opti
   let labelTokens = 0
   let micro = 0
   let stoppedEarly = false
+  let nextStep = firstStep
   const start = performance.now()
   try {
-    for (let s = 0; s < plan.length; s++) {
+    for (let s = firstStep; s < lastStep; s++) {
       const planned = plan[s]!
       const batches = planned.microBatches.map((idx) =>
         buildBatch(idx.map((i) => examples[i]!), { padId: options.padId })
@@ -273,12 +325,14 @@ const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, opti
         labelTokens: stepLabels,
         elapsedMs: performance.now() - start
       }
+      nextStep = s + 1
       options.onStep?.(progress)
-      if (options.stopWhen?.(progress) === true && s + 1 < plan.length) {
+      if (options.stopWhen?.(progress) === true && s + 1 < lastStep) {
         stoppedEarly = true
         break
       }
     }
+    spec.finalState?.(state)
   } finally {
     disposeAdamWState(state)
   }
@@ -292,7 +346,8 @@ const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, opti
     inputTokens,
     labelTokens,
     seconds,
-    tokensPerSecond: seconds > 0 ? inputTokens / seconds : 0
+    tokensPerSecond: seconds > 0 ? inputTokens / seconds : 0,
+    nextStep
   }
 }
 
@@ -369,31 +424,45 @@ export const trainFull = (
   config: ModelConfig,
   weights: WeightMap,
   examples: ReadonlyArray<TokenizedExample>,
-  options: TrainOptions
+  options: TrainOptions & {
+    /** AdamW moments from a previous window's `FullTrainResult.moments`; zeros when absent. */
+    readonly moments?: WeightMap | undefined
+  }
 ): FullTrainResult => {
   checkExamplesFit(config, examples)
   ensureGradients()
   const base = createTransformerWeights(config, weights)
   const variables: Array<tf.Variable> = []
-  const asVariable = <T extends tf.Tensor>(t: T): T => {
+  /** Canonical name and whether the device copy is transposed, per variable. */
+  const names: Array<{ readonly name: string; readonly transposed: boolean }> = []
+  const asVariable = <T extends tf.Tensor>(t: T, name: string, transposed: boolean): T => {
     const v = tf.variable(t, true)
     t.dispose()
     variables.push(v)
+    names.push({ name, transposed })
     return v as unknown as T
   }
+  const uploaded: Array<tf.Tensor> = []
   try {
-    const embed = asVariable(base.embed)
-    const lmHead = config.tieEmbeddings ? undefined : asVariable(base.lmHead)
+    const embed = asVariable(base.embed, WeightNames.embed, false)
+    const lmHead = config.tieEmbeddings ? undefined : asVariable(base.lmHead, WeightNames.lmHead, true)
     if (config.tieEmbeddings) base.lmHead.dispose()
-    const finalNorm = asVariable(base.finalNorm)
-    const layers: Array<LayerWeights> = base.layers.map((l) => {
-      const proj = Object.fromEntries(projectionNames.map((p) => [p, asVariable(l.proj[p])])) as LayerWeights["proj"]
+    const finalNorm = asVariable(base.finalNorm, WeightNames.finalNorm, false)
+    const layers: Array<LayerWeights> = base.layers.map((l, i) => {
+      const n = WeightNames.layer(i)
+      const proj = Object.fromEntries(
+        projectionNames.map((p) => [p, asVariable(l.proj[p], n[p], true)])
+      ) as LayerWeights["proj"]
       return {
-        inputNorm: asVariable(l.inputNorm),
-        postAttentionNorm: asVariable(l.postAttentionNorm),
+        inputNorm: asVariable(l.inputNorm, n.inputNorm, false),
+        postAttentionNorm: asVariable(l.postAttentionNorm, n.postAttentionNorm, false),
         proj,
         ...(l.qBias !== undefined && l.kBias !== undefined && l.vBias !== undefined
-          ? { qBias: asVariable(l.qBias), kBias: asVariable(l.kBias), vBias: asVariable(l.vBias) }
+          ? {
+            qBias: asVariable(l.qBias, n.qBias, false),
+            kBias: asVariable(l.kBias, n.kBias, false),
+            vBias: asVariable(l.vBias, n.vBias, false)
+          }
           : {})
       }
     })
@@ -404,36 +473,69 @@ export const trainFull = (
       layers,
       lmHead: lmHead ?? (tf.transpose(embed) as tf.Tensor2D)
     })
+    const upload = (suffix: string) =>
+      names.map(({ name, transposed }, i) => {
+        const host = options.moments?.get(`${name}.${suffix}`)
+        const shape = variables[i]!.shape
+        if (host === undefined || host.data.length !== shape.reduce((a, b) => a * b, 1)) {
+          throw new TrainingError({ reason: "BadOptions", detail: `moments lack a matching ${name}.${suffix}` })
+        }
+        const t = tf.tidy(() => {
+          const x = tf.tensor(host.data, [...host.shape])
+          return transposed ? tf.transpose(x) : x
+        })
+        uploaded.push(t)
+        return t
+      })
+    const moments = options.moments === undefined ? undefined : { m: upload("exp_avg"), v: upload("exp_avg_sq") }
+    let finalMoments: WeightMap = new Map()
     const stats = runLoop(
       {
         params: variables,
         weightDecay: variables.map((v) => (v.rank >= 2 ? 1 : 0)),
         model,
-        hook: () => undefined
+        hook: () => undefined,
+        moments,
+        finalState: (state) => {
+          const out = new Map<string, HostTensor>()
+          names.forEach(({ name, transposed }, i) => {
+            out.set(`${name}.exp_avg`, toHost(state.m[i]!, transposed))
+            out.set(`${name}.exp_avg_sq`, toHost(state.v[i]!, transposed))
+          })
+          finalMoments = out
+        }
       },
       examples,
       options
     )
     return {
       ...stats,
-      weights: downloadWeights(config, { ...base, embed, finalNorm, layers, lmHead: lmHead ?? embed })
+      weights: downloadWeights(config, { ...base, embed, finalNorm, layers, lmHead: lmHead ?? embed }),
+      moments: finalMoments
     }
   } finally {
+    for (const t of uploaded) t.dispose()
     for (const v of variables) v.dispose()
     base.ropeCos.dispose()
     base.ropeSin.dispose()
   }
 }
 
+/** A device tensor on the host, transposed back to the Hugging Face layout when stored `[in, out]`. */
+const toHost = (t: tf.Tensor, transposed: boolean): HostTensor => {
+  const host = transposed ? tf.transpose(t) : t
+  const data = Float32Array.from(host.dataSync() as Float32Array)
+  const shape = [...host.shape]
+  if (host !== t) host.dispose()
+  return { shape, data }
+}
+
 /** Device weights back to a host `WeightMap` in the Hugging Face layout (projections `[out, in]`). */
 export const downloadWeights = (config: ModelConfig, w: TransformerWeights): WeightMap => {
   const shapes = expectedWeightShapes(config)
-  const out = new Map<string, { shape: ReadonlyArray<number>; data: Float32Array }>()
+  const out = new Map<string, HostTensor>()
   const put = (name: string, t: tf.Tensor, transposed: boolean) => {
-    const host = transposed ? tf.transpose(t) : t
-    const data = Float32Array.from(host.dataSync() as Float32Array)
-    if (host !== t) host.dispose()
-    out.set(name, { shape: shapes.get(name)!, data })
+    out.set(name, { shape: shapes.get(name)!, data: toHost(t, transposed).data })
   }
   put(WeightNames.embed, w.embed, false)
   put(WeightNames.finalNorm, w.finalNorm, false)
