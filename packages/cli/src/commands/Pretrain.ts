@@ -1,0 +1,108 @@
+import { Command, Options } from "@effect/cli"
+import { CheckpointError } from "@seal/gpu/checkpoint/CheckpointError"
+import * as Pretrain from "@seal/tasks/world/Pretrain"
+import { Console, Effect, Option } from "effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { backendOption, runtimeLayer } from "./Shared.js"
+
+const options = {
+  out: Options.text("out").pipe(
+    Options.withDescription("New run directory (default: runs/pretrain-<time>); never overwritten"),
+    Options.optional
+  ),
+  resume: Options.text("resume").pipe(
+    Options.withDescription("Continue the run in this directory from its last checkpoint"),
+    Options.optional
+  ),
+  config: Options.text("config").pipe(
+    Options.withDescription("A JSON pretraining config (world, corpus, model, training, seeds); defaults otherwise"),
+    Options.optional
+  ),
+  seed: Options.integer("seed").pipe(
+    Options.withDescription("Seeds the initial weights and data order (overrides the config's seed)"),
+    Options.optional
+  ),
+  backend: backendOption
+}
+
+type Args = Command.Command.ParseConfig<typeof options>
+
+const readConfig = (file: Option.Option<string>, seed: Option.Option<number>) =>
+  Effect.gen(function*() {
+    let input: Record<string, unknown> = {}
+    if (Option.isSome(file)) {
+      const path = file.value
+      const text = yield* Effect.tryPromise({
+        try: () => Fs.promises.readFile(path, "utf8"),
+        catch: () => new CheckpointError({ file: path, reason: "NotFound", detail: "cannot read the config file" })
+      })
+      const parsed = yield* Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: () => new CheckpointError({ file: path, reason: "Malformed", detail: "not JSON" })
+      })
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        return yield* new Pretrain.PretrainError({ reason: "InvalidConfig", field: path, detail: "must be an object" })
+      }
+      input = parsed as Record<string, unknown>
+    }
+    if (Option.isSome(seed)) {
+      if (!(Number.isInteger(seed.value) && seed.value >= 0)) {
+        return yield* new Pretrain.PretrainError({
+          reason: "InvalidConfig",
+          field: "--seed",
+          detail: `must be an integer >= 0, got ${seed.value}`
+        })
+      }
+      input = { ...input, seed: seed.value }
+    }
+    return yield* Pretrain.decodePretrainConfig(input, Option.getOrElse(file, () => "config"))
+  })
+
+const run = (args: Args) =>
+  Effect.gen(function*() {
+    const resume = Option.isSome(args.resume)
+    if (resume && (Option.isSome(args.config) || Option.isSome(args.seed) || Option.isSome(args.out))) {
+      return yield* new Pretrain.PretrainError({
+        reason: "InvalidConfig",
+        field: "--resume",
+        detail: "a resumed run keeps its own config and directory; drop --config, --seed and --out"
+      })
+    }
+    const config = resume ? undefined : yield* readConfig(args.config, args.seed)
+    const dir = Option.getOrElse(
+      Option.orElse(args.resume, () => args.out),
+      () => Path.join("runs", `pretrain-${new Date().toISOString().replace(/[:.]/g, "-")}`)
+    )
+    yield* Console.error(`pretrain: run directory ${dir}${resume ? " (resuming)" : ""}`)
+    const result = yield* Pretrain.pretrain({
+      dir,
+      config,
+      resume,
+      onProgress: (p) => {
+        const rate = p.tokensPerSecond
+        const left = p.totalSteps - p.step
+        const perStep = p.step > 0 ? p.seconds / p.step : 0
+        return Console.error(
+          `step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  lr ${p.learningRate.toExponential(2)}  ` +
+            `${rate.toFixed(0)} tokens/s  ${p.seconds.toFixed(0)} s` +
+            (perStep > 0 ? `  (about ${Math.ceil((left * perStep) / 60)} min left at this pace)` : "")
+        )
+      }
+    })
+    yield* Console.log(
+      result.modelDir === undefined
+        ? `stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`
+        : `pretrained ${result.totalSteps} steps; model in ${result.modelDir}`
+    )
+  })
+
+export const pretrainCommand = Command.make(
+  "pretrain",
+  options,
+  (args) => run(args).pipe(Effect.provide(runtimeLayer(args.backend)))
+).pipe(
+  Command.withDescription(
+    "Pretrain the synthetic world's base model from scratch, checkpointing every 50 steps (resumable)"
+  )
+)
