@@ -1,1 +1,5 @@
-export {}
+export * as EventLog from "./EventLog.js"
+export * as Policy from "./Policy.js"
+export * as RunDirectory from "./RunDirectory.js"
+export * as SelfEditSampler from "./SelfEditSampler.js"
+export * as TaskReward from "./TaskReward.js"

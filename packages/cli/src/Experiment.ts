@@ -1,0 +1,87 @@
+/**
+ * An experiment on the synthetic knowledge world, as one Schema: the evaluation, the inner loop,
+ * the outer loop (optimizer and its settings) and the generator's adapter. Presets are values of
+ * it; `seal run --config FILE` decodes a file into it (unknown keys are errors, so a typo never
+ * silently runs the defaults).
+ */
+import * as GRPO from "@seal/rl/GRPO"
+import * as ReSTEM from "@seal/rl/ReSTEM"
+import { EvaluationConfig } from "@seal/tasks/knowledge/Evaluation"
+import { PolicyAdapterConfig } from "@seal/tasks/LoraPolicy"
+import { Data, Either, ParseResult, Schema } from "effect"
+
+const PositiveInt = Schema.Int.pipe(Schema.positive())
+
+export const presetNames = ["knowledge-tiny", "knowledge-demo"] as const
+export type PresetName = typeof presetNames[number]
+
+export const ExperimentConfig = Schema.Struct({
+  name: Schema.optionalWith(Schema.String, { default: () => "custom" }),
+  /** A world model directory (from `seal pretrain`); default: the bundled models/world-base. */
+  model: Schema.optional(Schema.String),
+  /** Held-out people evaluated (the first n of the split). */
+  heldOutContexts: Schema.optionalWith(PositiveInt, { default: () => 50 }),
+  /** RL people the outer loop trains on (the first n of the split). */
+  rlContexts: Schema.optionalWith(PositiveInt, { default: () => 150 }),
+  /** Contexts drawn per round from the RL people (all when absent). */
+  contextsPerRound: Schema.optional(PositiveInt),
+  rounds: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { default: () => 2 }),
+  optimizer: Schema.optionalWith(Schema.Literal("rest-em", "grpo"), { default: () => "rest-em" as const }),
+  restEm: Schema.optionalWith(ReSTEM.ReSTEMConfig, { default: () => Schema.decodeSync(ReSTEM.ReSTEMConfig)({}) }),
+  grpo: Schema.optionalWith(GRPO.GRPOConfig, { default: () => Schema.decodeSync(GRPO.GRPOConfig)({}) }),
+  policy: Schema.optionalWith(PolicyAdapterConfig, { default: () => Schema.decodeSync(PolicyAdapterConfig)({}) }),
+  evaluation: Schema.optionalWith(EvaluationConfig, { default: () => Schema.decodeSync(EvaluationConfig)({}) }),
+  /** Passages of the continual-edits matrix in `seal eval` (0: skip). */
+  continualPassages: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { default: () => 0 })
+}).annotations({ identifier: "ExperimentConfig" })
+export type ExperimentConfig = typeof ExperimentConfig.Type
+export type ExperimentConfigEncoded = typeof ExperimentConfig.Encoded
+
+/** A config that does not decode: `field` is the path of the first problem. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly source: string
+  readonly field: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `${this.source}${this.field === "" ? "" : ` (${this.field})`}: ${this.detail}`
+  }
+}
+
+export const decodeExperiment = (input: unknown, source: string): Either.Either<ExperimentConfig, ConfigError> =>
+  Schema.decodeUnknownEither(ExperimentConfig, { onExcessProperty: "error" })(input).pipe(
+    Either.mapLeft((error) => {
+      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+      return new ConfigError({
+        source,
+        field: issue === undefined ? "" : issue.path.map(String).join("."),
+        detail: issue?.message ?? error.message
+      })
+    })
+  )
+
+export const presetInputs: { readonly [N in PresetName]: ExperimentConfigEncoded } = {
+  "knowledge-tiny": {
+    name: "knowledge-tiny",
+    heldOutContexts: 8,
+    rlContexts: 16,
+    rounds: 1,
+    restEm: { sampling: { k: 2 } },
+    grpo: { sampling: { k: 2 } },
+    evaluation: { selfEdits: { samples: 1 } },
+    continualPassages: 4
+  },
+  "knowledge-demo": {
+    name: "knowledge-demo",
+    heldOutContexts: 50,
+    rlContexts: 150,
+    rounds: 2,
+    restEm: { sampling: { k: 4 } },
+    grpo: { sampling: { k: 4 } },
+    evaluation: { selfEdits: { samples: 3 } },
+    continualPassages: 10
+  }
+}
+
+export const preset = (name: PresetName): ExperimentConfig =>
+  Either.getOrThrow(decodeExperiment(presetInputs[name], `preset ${name}`))

@@ -1,0 +1,254 @@
+import { Command, Options } from "@effect/cli"
+import * as RunDirectory from "@seal/core/RunDirectory"
+import { LanguageModel, LoraTrainer, TensorRuntime } from "@seal/gpu"
+import * as GRPO from "@seal/rl/GRPO"
+import type { Optimizer, RoundMetrics } from "@seal/rl/Optimizer"
+import * as ReSTEM from "@seal/rl/ReSTEM"
+import * as Runner from "@seal/rl/Runner"
+import type { EvaluationReport, MethodRow } from "@seal/tasks/knowledge/Evaluation"
+import { evaluateKnowledge } from "@seal/tasks/knowledge/Evaluation"
+import * as KnowledgeReward from "@seal/tasks/knowledge/KnowledgeReward"
+import * as LoraPolicy from "@seal/tasks/LoraPolicy"
+import { worldOfModel } from "@seal/tasks/world/WorldModel"
+import { worldEvaluationContexts, worldFormat } from "@seal/tasks/world/WorldTask"
+import { Console, Effect, Layer, Option, Schema } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { bundledWorldModelPath } from "../Defaults.js"
+import { ConfigError, decodeExperiment, ExperimentConfig, preset, presetNames } from "../Experiment.js"
+import { backendOption, runtimeLayer } from "./Shared.js"
+
+const options = {
+  preset: Options.choice("preset", presetNames).pipe(
+    Options.withDescription("knowledge-tiny (tests, ~2 min) or knowledge-demo (the default, ~10 min)"),
+    Options.withDefault("knowledge-demo" as const)
+  ),
+  config: Options.text("config").pipe(
+    Options.withDescription("A JSON experiment config instead of a preset"),
+    Options.optional
+  ),
+  optimizer: Options.choice("optimizer", ["rest-em", "grpo"]).pipe(
+    Options.withDescription("Override the preset's optimizer"),
+    Options.optional
+  ),
+  seed: Options.integer("seed").pipe(Options.withDescription("Seeds everything in the run"), Options.withDefault(0)),
+  out: Options.text("out").pipe(
+    Options.withDescription("Run directory to create (default: runs/run-<preset>-<time>); must be new"),
+    Options.optional
+  ),
+  resume: Options.text("resume").pipe(
+    Options.withDescription("Continue the run in this directory where it stopped"),
+    Options.optional
+  ),
+  backend: backendOption
+}
+
+type Args = Command.Command.ParseConfig<typeof options>
+
+const SavedRun = Schema.Struct({ experiment: Schema.Unknown, seed: Schema.Int })
+
+/** Everything checked before any work: the config, the model's world, the split sizes. */
+const resolve = (args: Args) =>
+  Effect.gen(function*() {
+    let experiment: ExperimentConfig
+    let seed = args.seed
+    let dir: string
+    if (Option.isSome(args.resume)) {
+      if (Option.isSome(args.config) || Option.isSome(args.out) || Option.isSome(args.optimizer)) {
+        return yield* new ConfigError({
+          source: "--resume",
+          field: "",
+          detail: "a resumed run keeps its own config and directory; drop --config, --out and --optimizer"
+        })
+      }
+      dir = args.resume.value
+      const file = Path.join(dir, "config.json")
+      const saved = yield* RunDirectory.readJson(file).pipe(
+        Effect.flatMap((j) =>
+          Schema.decodeUnknown(SavedRun)(j).pipe(
+            Effect.mapError((e) => new ConfigError({ source: file, field: "", detail: e.message }))
+          )
+        )
+      )
+      experiment = yield* decodeExperiment(saved.experiment, file)
+      seed = saved.seed
+    } else {
+      if (Option.isSome(args.config)) {
+        const file = args.config.value
+        const json = yield* RunDirectory.readJson(file)
+        experiment = yield* decodeExperiment(json, file)
+      } else experiment = preset(args.preset)
+      if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
+      dir = Option.getOrElse(args.out, () =>
+        Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${seed}`)))
+    }
+    if (!(Number.isInteger(seed) && seed >= 0)) {
+      return yield* new ConfigError({ source: "--seed", field: "", detail: `must be an integer >= 0, got ${seed}` })
+    }
+    const modelDir = experiment.model ?? bundledWorldModelPath
+    const { world } = yield* worldOfModel(modelDir)
+    const sizes = [
+      ["heldOutContexts", experiment.heldOutContexts, world.entities.heldOut.length],
+      ["rlContexts", experiment.rlContexts, world.entities.rl.length]
+    ] as const
+    for (const [field, wanted, available] of sizes) {
+      if (wanted > available) {
+        return yield* new ConfigError({
+          source: Option.getOrElse(args.config, () =>
+            `preset ${experiment.name}`),
+          field,
+          detail: `${wanted} asked, but the model's world has ${available}`
+        })
+      }
+    }
+    return { experiment, seed, dir, modelDir, world }
+  })
+
+type Resolved = Effect.Effect.Success<ReturnType<typeof resolve>>
+
+const optimizerLayer = (experiment: ExperimentConfig): Layer.Layer<Optimizer> =>
+  experiment.optimizer === "grpo" ? GRPO.layer(experiment.grpo) : ReSTEM.layer(experiment.restEm)
+
+/** A table row without its timing: results.json must not depend on how fast the machine was. */
+const deterministicRow = ({ secondsPerInnerLoop: _, ...row }: MethodRow, method?: string) => ({
+  ...row,
+  ...(method === undefined ? {} : { method })
+})
+
+const timingOf = ({ rewardMean: _a, rewardStd: _b, ...m }: RoundMetrics) => m
+
+const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.BackendChoice) =>
+  Effect.gen(function*() {
+    const { experiment, seed, dir, modelDir, world } = r
+    if (!resume) {
+      yield* RunDirectory.createFresh(dir)
+      yield* RunDirectory.writeJson(Path.join(dir, "config.json"), {
+        experiment: Schema.encodeSync(ExperimentConfig)(experiment),
+        seed,
+        model: modelDir
+      })
+    }
+    yield* Console.error(
+      `run: ${experiment.name}, ${experiment.optimizer}, ${experiment.rounds} round(s), seed ${seed}, directory ${dir}`
+    )
+    const begin = performance.now()
+    const format = worldFormat(world)
+    const heldOut = worldEvaluationContexts(world, "heldOut", experiment.heldOutContexts)
+    const rl = worldEvaluationContexts(world, "rl", experiment.rlContexts)
+    const layers = Layer.mergeAll(
+      optimizerLayer(experiment),
+      LoraPolicy.layer(experiment.policy),
+      KnowledgeReward.layer({
+        contexts: new Map(rl.map((c) => [c.id, c.context])),
+        format,
+        innerLoop: experiment.evaluation.innerLoop
+      })
+    ).pipe(
+      Layer.provideMerge(LoraTrainer.layer),
+      Layer.provideMerge(LanguageModel.layer(modelDir)),
+      Layer.provideMerge(runtimeLayer(backendChoice))
+    )
+    return yield* Effect.gen(function*() {
+      const runtime = yield* TensorRuntime.TensorRuntime
+      const elapsed = () => `${((performance.now() - begin) / 1000).toFixed(0)} s`
+      // The fixed rows, once per run (they do not depend on the generator being trained).
+      const fixedFile = Path.join(dir, "baselines.json")
+      const fixed = Fs.existsSync(fixedFile)
+        ? ((yield* RunDirectory.readJson(fixedFile)) as EvaluationReport)
+        : yield* evaluateKnowledge(
+          heldOut,
+          format,
+          { ...experiment.evaluation, methods: ["base", "passage-only", "oracle-self-edit"] },
+          seed
+        ).pipe(Effect.tap((report) => RunDirectory.writeJson(fixedFile, report)))
+      yield* Console.error(`run: baselines done (${elapsed()})`)
+      const outcome = yield* Runner.run({
+        dir,
+        rounds: experiment.rounds,
+        seed,
+        contexts: rl.map((c) => ({ id: c.id, prompt: c.selfEditPrompt })),
+        contextsPerRound: experiment.contextsPerRound,
+        evaluate: (round) =>
+          evaluateKnowledge(heldOut, format, { ...experiment.evaluation, methods: ["self-edit"] }, seed).pipe(
+            Effect.tap((report) =>
+              Console.error(
+                `run: held-out self-edits after round ${round}: ${
+                  (100 * report.table[0]!.accuracy).toFixed(1)
+                }% (${elapsed()})`
+              )
+            )
+          ),
+        onRound: (m) =>
+          Console.error(
+            `run: round ${m.round}: reward ${m.rewardMean.toFixed(3)} ± ${m.rewardStd.toFixed(3)}, kept ${
+              (100 * m.acceptance).toFixed(0)
+            }%, tied groups ${(100 * m.zeroVarianceGroups).toFixed(0)}%, ${
+              m.selfEditTokens.toFixed(1)
+            } tokens/self-edit, ` +
+              `${m.secondsPerEvaluation.toFixed(2)} s/evaluation (${elapsed()})`
+          )
+      })
+      const row = (report: EvaluationReport, method: string) => report.table.find((t) => t.method === method)
+      const table = [
+        deterministicRow(row(fixed, "base")!),
+        deterministicRow(row(fixed, "passage-only")!),
+        deterministicRow(outcome.evaluations[0]!.table[0]!, "self-edit"),
+        ...outcome.evaluations.slice(1).map((e, i) => deterministicRow(e.table[0]!, `seal-round-${i + 1}`)),
+        deterministicRow(row(fixed, "oracle-self-edit")!)
+      ]
+      const results = {
+        command: "run",
+        experiment: experiment.name,
+        optimizer: experiment.optimizer,
+        seed,
+        heldOut: heldOut.map((c) => c.id),
+        table,
+        rounds: outcome.rounds.map((m) => ({
+          round: m.round,
+          contexts: m.contexts,
+          samples: m.samples,
+          rewardMean: m.rewardMean,
+          rewardStd: m.rewardStd,
+          acceptance: m.acceptance,
+          zeroVarianceGroups: m.zeroVarianceGroups,
+          selfEditTokens: m.selfEditTokens,
+          updateSteps: m.updateSteps,
+          updateLoss: m.updateLoss
+        }))
+      }
+      yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
+      yield* RunDirectory.writeJson(Path.join(dir, "timings.json"), {
+        backend: runtime.backend,
+        machine: { cpus: Os.cpus().length, cpu: Os.cpus()[0]?.model ?? "unknown" },
+        wallSecondsThisProcess: (performance.now() - begin) / 1000,
+        secondsPerInnerLoop: Object.fromEntries([
+          ...fixed.table.map((t) => [t.method, t.secondsPerInnerLoop] as const),
+          ...outcome.evaluations.map((e, i) =>
+            [i === 0 ? "self-edit" : `seal-round-${i}`, e.table[0]!.secondsPerInnerLoop] as const
+          )
+        ]),
+        rounds: outcome.rounds.map(timingOf)
+      })
+      yield* Console.log(
+        ["method              accuracy   std"]
+          .concat(table.map((t) =>
+            `${t.method.padEnd(20)}${(100 * t.accuracy).toFixed(1).padStart(6)}%  ${
+              (100 * t.std).toFixed(1).padStart(5)
+            }%`
+          ))
+          .join("\n")
+      )
+      yield* Console.log(`results: ${Path.join(dir, "results.json")}`)
+    }).pipe(Effect.provide(layers))
+  })
+
+export const runCommand = Command.make("run", options, (args) =>
+  Effect.gen(function*() {
+    const resolved = yield* resolve(args)
+    yield* execute(resolved, Option.isSome(args.resume), args.backend)
+  })).pipe(
+    Command.withDescription(
+      "SEAL's outer loop on the synthetic knowledge world: baselines, self-edits before RL, and each RL round, on held-out people"
+    )
+  )

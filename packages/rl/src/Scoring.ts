@@ -1,0 +1,124 @@
+/**
+ * Scoring sampled self-edits through the `TaskReward`, shared by the optimizers: every (context,
+ * sample, reward seed) is one inner loop; finished ones are read back from the journal; the rest
+ * run in batches of `evalBatch` requests, at most `concurrency` batches at once (the reward layer
+ * trains a batch's adapters together), each batch recorded as soon as it is done.
+ */
+import type { RunDirectoryError } from "@seal/core/RunDirectory"
+import type { SampledSelfEdit } from "@seal/core/SelfEditSampler"
+import { TaskReward } from "@seal/core/TaskReward"
+import type { RewardError } from "@seal/core/TaskReward"
+import { Effect } from "effect"
+import { type Journal, JournalMismatch, type RewardEvent, rewardKey, textHash } from "./Journal.js"
+
+/** Mixes integers into one 31-bit seed (order matters). */
+export const mixSeed = (...parts: ReadonlyArray<number>): number => {
+  let h = 0x811c9dc5
+  for (const p of parts) {
+    h ^= p >>> 0
+    h = Math.imul(h, 0x01000193) >>> 0
+    h ^= h >>> 15
+  }
+  return h & 0x7fffffff
+}
+
+export const stringSeed = (text: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  return h
+}
+
+export interface ScoringOptions {
+  readonly round: number
+  readonly rewardSeeds: number
+  readonly seed: number
+  readonly evalBatch: number
+  readonly concurrency: number
+}
+
+export interface ScoredSample {
+  readonly sample: SampledSelfEdit
+  /** Mean over reward seeds. */
+  readonly reward: number
+  readonly events: ReadonlyArray<RewardEvent>
+}
+
+/** Scores `samples[i][j]`; returns the same shape. */
+export const scoreSamples = (
+  samples: ReadonlyArray<ReadonlyArray<SampledSelfEdit>>,
+  journal: Journal,
+  options: ScoringOptions
+): Effect.Effect<Array<Array<ScoredSample>>, RewardError | RunDirectoryError | JournalMismatch, TaskReward> =>
+  Effect.gen(function*() {
+    const reward = yield* TaskReward
+    const jobs = samples.flat().flatMap((sample) =>
+      Array.from({ length: options.rewardSeeds }, (_, s) => ({
+        sample,
+        rewardSeed: s,
+        seed: mixSeed(options.seed, options.round, stringSeed(sample.contextId), sample.index, s),
+        hash: textHash(sample.text)
+      }))
+    )
+    const done = new Map<string, RewardEvent>()
+    const todo: typeof jobs = []
+    for (const job of jobs) {
+      const key = rewardKey({
+        round: options.round,
+        contextId: job.sample.contextId,
+        sample: job.sample.index,
+        rewardSeed: job.rewardSeed
+      })
+      const recorded = yield* journal.rewards(key)
+      if (recorded === undefined) todo.push(job)
+      else if (recorded.hash !== job.hash) {
+        return yield* new JournalMismatch({
+          detail:
+            `round ${options.round}, context ${job.sample.contextId}, sample ${job.sample.index}: the generator ` +
+            `wrote a different self-edit than the recorded run (hash ${job.hash} vs ${recorded.hash}); ` +
+            "resume needs the same model, backend and seed"
+        })
+      } else done.set(key, recorded)
+    }
+    const batches: Array<typeof todo> = []
+    for (let i = 0; i < todo.length; i += options.evalBatch) batches.push(todo.slice(i, i + options.evalBatch))
+    yield* Effect.forEach(batches, (batch) =>
+      Effect.gen(function*() {
+        const results = yield* reward.evaluate(
+          batch.map((j) => ({ contextId: j.sample.contextId, selfEdit: j.sample.text, seed: j.seed }))
+        )
+        const events: Array<RewardEvent> = batch.map((j, i) => ({
+          type: "reward",
+          round: options.round,
+          contextId: j.sample.contextId,
+          sample: j.sample.index,
+          rewardSeed: j.rewardSeed,
+          seed: j.seed,
+          hash: j.hash,
+          selfEdit: j.sample.text,
+          tokens: j.sample.tokens,
+          reward: results[i]!.reward,
+          correct: results[i]!.correct,
+          total: results[i]!.total,
+          seconds: results[i]!.seconds,
+          adapterId: results[i]!.adapterId ?? null
+        }))
+        yield* journal.record(events)
+        for (const e of events) done.set(rewardKey(e), e)
+      }), { concurrency: options.concurrency, discard: true })
+    return samples.map((row) =>
+      row.map((sample) => {
+        const events = Array.from({ length: options.rewardSeeds }, (_, s) =>
+          done.get(
+            rewardKey({ round: options.round, contextId: sample.contextId, sample: sample.index, rewardSeed: s })
+          )!)
+        return {
+          sample,
+          reward: events.reduce((a, e) => a + e.reward, 0) / events.length,
+          events
+        }
+      })
+    )
+  })
