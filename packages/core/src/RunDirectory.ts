@@ -26,21 +26,29 @@ export const timestampedName = (prefix: string, now: Date = new Date()): string 
     Math.floor(Math.random() * 0x10000).toString(16).padStart(4, "0")
   }`
 
+/** The file that marks a directory as claimed by a run. */
+export const runMarker = ".seal-run"
+
 /**
  * Creates `dir` for a new run; fails with `Exists` when it holds anything already, so two runs
  * never write into one directory.
  */
 export const createFresh = (dir: string): Effect.Effect<string, RunDirectoryError> =>
   Effect.gen(function*() {
-    const entries = yield* Effect.promise(() => Fs.promises.readdir(dir).then((e) => e, () => undefined))
-    if (entries !== undefined && entries.length > 0) {
-      return yield* new RunDirectoryError({
+    const exists = () =>
+      new RunDirectoryError({
         reason: "Exists",
         path: dir,
         detail: "is not empty; every run needs a new directory (choose another --out)"
       })
-    }
+    const entries = yield* Effect.promise(() => Fs.promises.readdir(dir).then((e) => e, () => undefined))
+    if (entries !== undefined && entries.length > 0) return yield* exists()
     yield* Effect.tryPromise({ try: () => Fs.promises.mkdir(dir, { recursive: true }), catch: io(dir) })
+    // Claim the directory with an exclusive create: of two runs started at once, one fails here.
+    yield* Effect.tryPromise({
+      try: () => Fs.promises.writeFile(Path.join(dir, runMarker), `${process.pid}\n`, { flag: "wx" }),
+      catch: (e) => ((e as { code?: string }).code === "EEXIST" ? exists() : io(dir)(e))
+    })
     return dir
   })
 

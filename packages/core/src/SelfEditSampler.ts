@@ -18,7 +18,7 @@ export interface SamplingParams {
   readonly temperature: number
   readonly topP?: number | undefined
   readonly maxTokens: number
-  /** Sample j of context i draws from a stream derived from (seed, i, j): reproducible, order-free. */
+  /** Sample j of a context draws from a stream derived from (seed, context id, j): reproducible, order-free. */
   readonly seed: number
 }
 

@@ -95,7 +95,13 @@ export const layerTest = (
         Effect.succeed(contexts.map((c) =>
           Array.from({ length: params.k }, (_, j) => {
             const text = write(c.id, j, sampleSeed(params.seed, c.id, j))
-            return { contextId: c.id, index: j, text, tokens: text.split(/\s+/).length, finishReason: "eos" as const }
+            return {
+              contextId: c.id,
+              index: j,
+              text,
+              tokens: text.split(/\s+/).filter((w) => w !== "").length,
+              finishReason: "eos" as const
+            }
           })
         ))
     })

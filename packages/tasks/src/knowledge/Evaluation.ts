@@ -11,6 +11,7 @@ import type { SamplingError } from "@seal/core/SelfEditSampler"
 import type { GenerationError, LanguageModel } from "@seal/gpu/LanguageModel"
 import type { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import type { LoraTrainer } from "@seal/gpu/LoraTrainer"
+import { deriveSeed } from "@seal/gpu/model/Sampling"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Schema } from "effect"
 import {
@@ -38,9 +39,15 @@ export const SelfEditSampling = Schema.Struct({
 export type SelfEditSampling = typeof SelfEditSampling.Type
 
 export const EvaluationConfig = Schema.Struct({
-  methods: Schema.optionalWith(Schema.Array(Schema.Literal(...evaluationMethods)).pipe(Schema.minItems(1)), {
-    default: () => [...evaluationMethods]
-  }),
+  methods: Schema.optionalWith(
+    Schema.Array(Schema.Literal(...evaluationMethods)).pipe(
+      Schema.minItems(1),
+      Schema.filter((ms) => new Set(ms).size === ms.length || "methods must not repeat")
+    ),
+    {
+      default: () => [...evaluationMethods]
+    }
+  ),
   selfEdits: Schema.optionalWith(SelfEditSampling, { default: () => Schema.decodeSync(SelfEditSampling)({}) }),
   innerLoop: Schema.optionalWith(InnerLoopConfig, { default: () => Schema.decodeSync(InnerLoopConfig)({}) }),
   /** Inner-loop seeds per (passage, self-edit); each is a separate adapter, averaged. */
@@ -99,8 +106,9 @@ export const std = (xs: ReadonlyArray<number>) => {
   return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)))
 }
 
+/** One adapter's seed: distinct streams for every (passage, sample, inner seed). */
 export const seedOf = (base: number, passage: number, sample: number, innerSeed: number) =>
-  base * 1_000_003 + passage * 1009 + sample * 31 + innerSeed
+  deriveSeed(deriveSeed(deriveSeed(base, passage), sample), innerSeed)
 
 /**
  * Runs the comparison on `contexts`. `seed` drives self-edit sampling and every adapter's
