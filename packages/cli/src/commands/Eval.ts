@@ -10,6 +10,8 @@ import { selfEditPrompt as squadSelfEditPrompt } from "@seal/tasks/knowledge/Sel
 import * as SelfEditSource from "@seal/tasks/knowledge/SelfEditSource"
 import * as SquadData from "@seal/tasks/knowledge/SquadData"
 import * as SelfEditSampling from "@seal/tasks/SelfEditSampling"
+import { probeWorld } from "@seal/tasks/world/Probes"
+import type { World } from "@seal/tasks/world/World"
 import { worldOfModel } from "@seal/tasks/world/WorldModel"
 import { worldEvaluationContexts, worldFormat } from "@seal/tasks/world/WorldTask"
 import { Console, Effect, Layer, Option, Schema } from "effect"
@@ -55,6 +57,8 @@ interface Plan {
   readonly config: EvaluationConfig
   readonly continualPassages: number
   readonly description: Record<string, unknown>
+  /** The world, for the pre-adaptation probes (synthetic-world plans only). */
+  readonly world?: World | undefined
 }
 
 const worldPlan = (args: Args) =>
@@ -68,6 +72,7 @@ const worldPlan = (args: Args) =>
       format: worldFormat(world),
       config: preset.evaluation,
       continualPassages: preset.continualPassages,
+      world,
       description: { task: "synthetic-world", preset: preset.name, worldSeed: config.worldSeed, split: "heldOut" }
     } satisfies Plan
   })
@@ -165,14 +170,15 @@ const run = (args: Args) =>
       Layer.provideMerge(LanguageModel.layer(plan.modelDir)),
       Layer.provideMerge(runtimeLayer(args.backend))
     )
-    const { report, continual, backend } = yield* Effect.gen(function*() {
+    const { report, continual, probes, backend } = yield* Effect.gen(function*() {
       const runtime = yield* TensorRuntime.TensorRuntime
       const report = yield* evaluateKnowledge(plan.contexts, plan.format, plan.config, args.seed, (p) =>
         Console.error(
           `eval: ${p.method} done (${p.total} passages, ${((performance.now() - begin) / 1000).toFixed(0)} s)`
         ))
       const continual = plan.continualPassages === 0 ? undefined : yield* continualRows(plan, report)
-      return { report, continual, backend: runtime.backend }
+      const probes = plan.world === undefined ? undefined : yield* probeWorld(plan.world, plan.contexts.length)
+      return { report, continual, probes, backend: runtime.backend }
     }).pipe(Effect.provide(layers))
     const results = {
       command: "eval",
@@ -185,11 +191,19 @@ const run = (args: Args) =>
       wallSeconds: (performance.now() - begin) / 1000,
       config: Schema.encodeSync(EvaluationConfig)(plan.config),
       table: report.table,
+      ...(probes === undefined ? {} : { probes }),
       ...(continual === undefined ? {} : { continual }),
       contexts: report.contexts
     }
     yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
     yield* printTable(report)
+    if (probes !== undefined) {
+      yield* Console.log(
+        `before adaptation: open-book ${(100 * probes.openBookHeldOut).toFixed(1)}% on held-out people; ` +
+          `greedy self-edits restate ${(100 * probes.selfEdits.correct).toFixed(1)}% of facts correctly, ` +
+          `${(100 * probes.selfEdits.incorrect).toFixed(1)}% wrongly`
+      )
+    }
     yield* Console.log(`results: ${Path.join(dir, "results.json")}`)
   })
 
