@@ -11,7 +11,7 @@
 import { Policy } from "@seal/core/Policy"
 import { SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { Effect, Layer, Schema } from "effect"
-import { isTied, mean, Optimizer, type RoundMetrics, std } from "./Optimizer.js"
+import { isTied, mean, Optimizer, roundMetrics, std, updateEvent } from "./Optimizer.js"
 import { SamplingConfig } from "./ReSTEM.js"
 import { mixSeed, scoreSamples } from "./Scoring.js"
 
@@ -84,34 +84,13 @@ export const layer = (config: GRPOConfig): Layer.Layer<Optimizer> =>
             maxTokens: s.maxTokens,
             seed: mixSeed(seed, round, 0x6270)
           })
-          yield* journal.record([{
-            type: "update",
-            round,
-            examples: batch.length,
-            steps: update?.steps ?? 0,
-            firstLoss: update?.firstLoss ?? null,
-            finalLoss: update?.finalLoss ?? null,
-            seconds: update?.seconds ?? 0,
-            tokensPerSecond: update?.tokensPerSecond ?? 0,
-            clippedFraction: update?.clippedFraction ?? 0,
-            meanKl: update?.meanKl ?? 0
-          }])
-          const rewards = scored.flat().map((x) => x.reward)
-          const evaluations = scored.flat().flatMap((x) => x.events)
-          return {
-            round,
-            contexts: contexts.length,
-            samples: rewards.length,
-            rewardMean: mean(rewards),
-            rewardStd: std(rewards),
-            acceptance: rewards.length === 0 ? 0 : informative / rewards.length,
-            zeroVarianceGroups: mean(scored.map((g) => (isTied(g.map((x) => x.reward)) ? 1 : 0))),
-            selfEditTokens: mean(scored.flat().map((x) => x.sample.tokens)),
-            secondsPerEvaluation: mean(evaluations.map((e) => e.seconds)),
-            updateSteps: update?.steps ?? 0,
-            updateLoss: update?.finalLoss ?? null,
-            updateTokensPerSecond: update?.tokensPerSecond ?? 0
-          } satisfies RoundMetrics
+          yield* journal.record([
+            updateEvent(round, batch.length, update, {
+              clippedFraction: update?.clippedFraction ?? 0,
+              meanKl: update?.meanKl ?? 0
+            })
+          ])
+          return roundMetrics(round, scored, informative, update)
         })
     })
   )

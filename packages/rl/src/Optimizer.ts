@@ -8,7 +8,8 @@ import type { RunDirectoryError } from "@seal/core/RunDirectory"
 import type { SamplingError, SelfEditContext, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import type { RewardError, TaskReward } from "@seal/core/TaskReward"
 import { Context, type Effect } from "effect"
-import type { Journal, JournalMismatch } from "./Journal.js"
+import type { Journal, JournalMismatch, UpdateEvent } from "./Journal.js"
+import type { ScoredSample } from "./Scoring.js"
 
 export interface RoundInput {
   /** 1-based. */
@@ -58,3 +59,55 @@ export { mean }
 /** Whether all of a group's rewards are equal (within float noise). */
 export const isTied = (rewards: ReadonlyArray<number>): boolean =>
   rewards.every((r) => Math.abs(r - rewards[0]!) < 1e-12)
+
+/** What an update reports, as both optimizers record it. */
+export interface UpdateSummary {
+  readonly steps: number
+  readonly firstLoss: number | undefined
+  readonly finalLoss: number | undefined
+  readonly seconds: number
+  readonly tokensPerSecond: number
+}
+
+/** The journal's record of a round's update (`undefined`: the update was skipped). */
+export const updateEvent = (
+  round: number,
+  examples: number,
+  update: UpdateSummary | undefined,
+  extra: Partial<Pick<UpdateEvent, "clippedFraction" | "meanKl">> = {}
+): UpdateEvent => ({
+  type: "update",
+  round,
+  examples,
+  steps: update?.steps ?? 0,
+  firstLoss: update?.firstLoss ?? null,
+  finalLoss: update?.finalLoss ?? null,
+  seconds: update?.seconds ?? 0,
+  tokensPerSecond: update?.tokensPerSecond ?? 0,
+  ...extra
+})
+
+/** A round's metrics from its scored groups; `accepted` counts kept (or informative) samples. */
+export const roundMetrics = (
+  round: number,
+  scored: ReadonlyArray<ReadonlyArray<ScoredSample>>,
+  accepted: number,
+  update: UpdateSummary | undefined
+): RoundMetrics => {
+  const rewards = scored.flat().map((x) => x.reward)
+  const evaluations = scored.flat().flatMap((x) => x.events)
+  return {
+    round,
+    contexts: scored.length,
+    samples: rewards.length,
+    rewardMean: mean(rewards),
+    rewardStd: std(rewards),
+    acceptance: rewards.length === 0 ? 0 : accepted / rewards.length,
+    zeroVarianceGroups: mean(scored.map((g) => (isTied(g.map((x) => x.reward)) ? 1 : 0))),
+    selfEditTokens: mean(scored.flat().map((x) => x.sample.tokens)),
+    secondsPerEvaluation: mean(evaluations.map((e) => e.seconds)),
+    updateSteps: update?.steps ?? 0,
+    updateLoss: update?.finalLoss ?? null,
+    updateTokensPerSecond: update?.tokensPerSecond ?? 0
+  }
+}

@@ -12,7 +12,7 @@
 import { Policy } from "@seal/core/Policy"
 import { SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { Effect, Layer, Schema } from "effect"
-import { isTied, mean, Optimizer, type RoundMetrics, std } from "./Optimizer.js"
+import { Optimizer, roundMetrics, updateEvent } from "./Optimizer.js"
 import { mixSeed, type ScoredSample, scoreSamples } from "./Scoring.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
@@ -115,32 +115,8 @@ export const layer = (config: ReSTEMConfig): Layer.Layer<Optimizer> =>
           const update = kept.length === 0
             ? undefined
             : yield* policy.supervised(kept, { ...config.update, seed: mixSeed(seed, round, 0x5f7) })
-          yield* journal.record([{
-            type: "update",
-            round,
-            examples: kept.length,
-            steps: update?.steps ?? 0,
-            firstLoss: update?.firstLoss ?? null,
-            finalLoss: update?.finalLoss ?? null,
-            seconds: update?.seconds ?? 0,
-            tokensPerSecond: update?.tokensPerSecond ?? 0
-          }])
-          const rewards = scored.flat().map((x) => x.reward)
-          const evaluations = scored.flat().flatMap((x) => x.events)
-          return {
-            round,
-            contexts: contexts.length,
-            samples: rewards.length,
-            rewardMean: mean(rewards),
-            rewardStd: std(rewards),
-            acceptance: rewards.length === 0 ? 0 : kept.length / rewards.length,
-            zeroVarianceGroups: mean(scored.map((g) => (isTied(g.map((x) => x.reward)) ? 1 : 0))),
-            selfEditTokens: mean(scored.flat().map((x) => x.sample.tokens)),
-            secondsPerEvaluation: mean(evaluations.map((e) => e.seconds)),
-            updateSteps: update?.steps ?? 0,
-            updateLoss: update?.finalLoss ?? null,
-            updateTokensPerSecond: update?.tokensPerSecond ?? 0
-          } satisfies RoundMetrics
+          yield* journal.record([updateEvent(round, kept.length, update)])
+          return roundMetrics(round, scored, kept.length, update)
         })
     })
   )

@@ -1,0 +1,121 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { expectOneLineError, type Run, seal, sealAsync } from "./support/Cli.js"
+
+/**
+ * `seal run` end to end on the bundled world model with the knowledge-tiny preset: results, the
+ * run directory, a SIGKILL mid-round and `--resume` to the identical results.json, and bad
+ * configs refused before any work.
+ */
+let dir: string
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "seal-run-"))
+})
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const rewardEvents = (runDir: string) => {
+  try {
+    return fs.readFileSync(path.join(runDir, "events.jsonl"), "utf8").split("\n").filter((l) =>
+      l.includes("\"type\":\"reward\"")
+    ).length
+  } catch {
+    return 0
+  }
+}
+
+describe("seal run --preset knowledge-tiny", () => {
+  it("writes the table, resumes after SIGKILL mid-round to the identical results.json", async () => {
+    const whole = path.join(dir, "whole")
+    const killed = path.join(dir, "killed")
+    const args = (
+      out: string
+    ) => ["run", "--preset", "knowledge-tiny", "--seed", "3", "--out", out, "--backend", "wasm"]
+
+    const first = seal(...args(whole))
+    expect(first.code, first.stderr).toBe(0)
+    const results = JSON.parse(fs.readFileSync(path.join(whole, "results.json"), "utf8"))
+    expect(results.table.map((r: { method: string }) => r.method)).toEqual([
+      "base",
+      "passage-only",
+      "self-edit",
+      "seal-round-1",
+      "oracle-self-edit"
+    ])
+    for (const row of results.table) {
+      expect(row.accuracy).toBeGreaterThanOrEqual(0)
+      expect(row.accuracy).toBeLessThanOrEqual(1)
+      expect(row.passages).toBe(8)
+    }
+    expect(results.rounds).toHaveLength(1)
+    expect(results.rounds[0].samples).toBe(32)
+    for (const f of ["config.json", "events.jsonl", "baselines.json", "timings.json", "rounds/round-01/round.json"]) {
+      expect(fs.existsSync(path.join(whole, f)), f).toBe(true)
+    }
+    expect(rewardEvents(whole)).toBe(32)
+
+    // The same run, killed once it has recorded some of round 1's rewards but not all.
+    const interrupted: Run = await sealAsync(args(killed), (child) => {
+      const timer = setInterval(() => {
+        if (rewardEvents(killed) >= 4) {
+          clearInterval(timer)
+          child.kill("SIGKILL")
+        }
+      }, 20)
+      child.on("close", () => clearInterval(timer))
+    })
+    expect(interrupted.signal).toBe("SIGKILL")
+    const recorded = rewardEvents(killed)
+    expect(recorded).toBeGreaterThanOrEqual(4)
+    expect(recorded).toBeLessThan(32)
+    expect(fs.existsSync(path.join(killed, "results.json"))).toBe(false)
+
+    const resumed = seal("run", "--resume", killed, "--backend", "wasm")
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(fs.readFileSync(path.join(killed, "results.json"), "utf8")).toBe(
+      fs.readFileSync(path.join(whole, "results.json"), "utf8")
+    )
+    // Nothing recorded before the kill was evaluated again.
+    expect(rewardEvents(killed)).toBe(32)
+  }, 600_000)
+
+  it("refuses bad configs before any work, naming the field", async () => {
+    const write = (name: string, value: unknown) => {
+      const file = path.join(dir, name)
+      fs.writeFileSync(file, JSON.stringify(value))
+      return file
+    }
+    const out = path.join(dir, "never")
+    const cases: Array<[Promise<Run>, RegExp]> = [
+      [
+        sealAsync(["run", "--config", write("k.json", { restEm: { sampling: { k: -2 } } }), "--out", out]),
+        /^seal: ConfigError: .*k\.json \(restEm\.sampling\.k\): /
+      ],
+      [
+        sealAsync(["run", "--config", write("typo.json", { round: 3 }), "--out", out]),
+        /^seal: ConfigError: .*typo\.json \(round\): .*unexpected/
+      ],
+      [
+        sealAsync(["run", "--config", write("many.json", { heldOutContexts: 500 }), "--out", out]),
+        /^seal: ConfigError: .*many\.json \(heldOutContexts\): 500 asked, but the model's world has 50/
+      ],
+      [
+        sealAsync(["run", "--config", write("model.json", { model: path.join(dir, "no-model") }), "--out", out]),
+        /^seal: WorldModelError: .*no-model.*seal-world\.json: missing/
+      ],
+      [
+        sealAsync(["run", "--config", path.join(dir, "absent.json"), "--out", out]),
+        /^seal: RunDirectoryError: .*absent\.json: no such file/
+      ]
+    ]
+    const runs = await Promise.all(cases.map(([run]) => run))
+    runs.forEach((run, i) => expectOneLineError(run, cases[i]![1]))
+    expect(fs.existsSync(out)).toBe(false)
+    const preset = await sealAsync(["run", "--preset", "knowledge-huge", "--out", out])
+    expect(preset.code).not.toBe(0)
+    expect(preset.stdout + preset.stderr).toMatch(/knowledge-tiny/)
+    expect(fs.existsSync(out)).toBe(false)
+  }, 120_000)
+})
