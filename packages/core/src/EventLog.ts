@@ -3,8 +3,8 @@
  * synced before the work it records is considered done. Results are derived from events, which is
  * what makes `--resume` exact: finished work is read back, never redone.
  *
- * A kill can cut the last line short; reading drops a final line that does not parse (and only
- * that one: a bad line in the middle is corruption and an error).
+ * A kill can cut the last line short: reading drops a final line that has no newline (and only
+ * that one: any complete line that does not parse is corruption and an error).
  */
 import { Effect } from "effect"
 import * as Fs from "node:fs"
@@ -29,7 +29,7 @@ export const append = (path: string, events: ReadonlyArray<unknown>): Effect.Eff
   })
 
 /**
- * Reads every complete event. A torn final line (no newline, or not JSON) is cut off the file so
+ * Reads every complete event. A torn final line (no newline) is cut off the file so
  * that the next append starts on a fresh line.
  */
 export const read = (path: string): Effect.Effect<Array<unknown>, RunDirectoryError> =>
@@ -53,7 +53,8 @@ export const read = (path: string): Effect.Effect<Array<unknown>, RunDirectoryEr
         events.push(JSON.parse(line))
         keep += line.length + 1
       } catch {
-        if (!last && i !== lines.length - 2) {
+        // Only a final line without its newline can be a torn write; anything else is corruption.
+        if (!last) {
           return yield* new RunDirectoryError({
             reason: "Malformed",
             path,

@@ -56,6 +56,10 @@ export const rewardKey = (e: Pick<RewardEvent, "round" | "contextId" | "sample" 
 
 export interface Journal {
   readonly rewards: (key: string) => Effect.Effect<RewardEvent | undefined>
+  /**
+   * Appends `events`. An update event for a round that already has one is not written again: a
+   * resumed run may redo a round's (deterministic) update, and each round has one update.
+   */
   readonly record: (events: ReadonlyArray<RunEvent>) => Effect.Effect<void, RunDirectoryError>
   readonly events: Effect.Effect<ReadonlyArray<RunEvent>>
 }
@@ -66,14 +70,20 @@ export const open = (path: string): Effect.Effect<Journal, RunDirectoryError> =>
     const existing = (yield* EventLog.read(path)) as Array<RunEvent>
     const all = yield* Ref.make<ReadonlyArray<RunEvent>>(existing)
     const byKey = new Map<string, RewardEvent>()
-    for (const e of existing) if (e.type === "reward") byKey.set(rewardKey(e as RewardEvent), e as RewardEvent)
+    const updated = new Set<number>()
+    const index = (e: RunEvent) => {
+      if (e.type === "reward") byKey.set(rewardKey(e as RewardEvent), e as RewardEvent)
+      if (e.type === "update") updated.add((e as UpdateEvent).round)
+    }
+    existing.forEach(index)
     return {
       rewards: (key) => Effect.sync(() => byKey.get(key)),
       record: (events) =>
         Effect.gen(function*() {
-          yield* EventLog.append(path, events)
-          for (const e of events) if (e.type === "reward") byKey.set(rewardKey(e as RewardEvent), e as RewardEvent)
-          yield* Ref.update(all, (xs) => [...xs, ...events])
+          const fresh = events.filter((e) => !(e.type === "update" && updated.has((e as UpdateEvent).round)))
+          yield* EventLog.append(path, fresh)
+          fresh.forEach(index)
+          yield* Ref.update(all, (xs) => [...xs, ...fresh])
         }),
       events: Ref.get(all)
     }
