@@ -50,7 +50,9 @@ export const probeWorld = (
     const heldOut = world.entities.heldOut.slice(0, people)
     const pretrain = world.entities.pretrain.slice(0, people)
     const closed = (es: ReadonlyArray<Entity>) =>
-      es.flatMap((e) => questions(world, e).map((q) => ({ prompt: questionPrompt(prompts, e.name, q.question), answer: q.answer })))
+      es.flatMap((e) =>
+        questions(world, e).map((q) => ({ prompt: questionPrompt(prompts, e.name, q.question), answer: q.answer }))
+      )
     const openBookHeldOut = yield* accuracy(heldOut.flatMap((e) =>
       questions(world, e).map((q) => ({
         prompt: openBookQuestionPrompt(prompts, { title: e.name, context: e.passage }, q.question),
