@@ -1,12 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Testing } from "@seal/gpu"
 import { Effect } from "effect"
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { expectOneLineError, seal } from "./support/Cli.js"
 
-const bin = fileURLToPath(new URL("../bin/seal.mjs", import.meta.url))
 const bundledModel = fileURLToPath(new URL("../../../models/stories260K.gguf", import.meta.url))
 const fixture = JSON.parse(
   fs.readFileSync(
@@ -14,20 +13,6 @@ const fixture = JSON.parse(
     "utf8"
   )
 ) as { prompt_tokens: Array<number>; generated_tokens: Array<number> }
-
-const seal = (...args: Array<string>) => {
-  const result = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 60_000 })
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
-}
-
-/** The user-facing error: one `seal: ...` line on stderr, non-zero exit, no stack trace. */
-const expectOneLineError = (run: ReturnType<typeof seal>, pattern: RegExp) => {
-  expect(run.code).not.toBe(0)
-  const lines = run.stderr.split("\n").filter((l) => l.startsWith("seal: "))
-  expect(lines).toHaveLength(1)
-  expect(lines[0]).toMatch(pattern)
-  expect(run.stderr).not.toMatch(/^\s+at /m)
-}
 
 describe("seal generate", () => {
   it("--json on the bundled model reproduces the reference greedy decoding", () => {

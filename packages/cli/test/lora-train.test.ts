@@ -1,43 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll } from "vitest"
-
-const bin = fileURLToPath(new URL("../bin/seal.mjs", import.meta.url))
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const seal = (...args: Array<string>): Run => {
-  const result = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 60_000 })
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
-}
-
-/** The same, without blocking, so the cheap failure cases can run side by side. */
-const sealAsync = (...args: Array<string>): Promise<Run> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { timeout: 60_000 })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += String(d)))
-    child.stderr.on("data", (d) => (stderr += String(d)))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-
-/** The user-facing error: one `seal: ...` line on stderr, non-zero exit, no stack trace. */
-const expectOneLineError = (run: Run, pattern: RegExp) => {
-  expect(run.code, run.stderr).not.toBe(0)
-  const lines = run.stderr.split("\n").filter((l) => l.startsWith("seal: "))
-  expect(lines, run.stderr).toHaveLength(1)
-  expect(lines[0]).toMatch(pattern)
-  expect(run.stderr).not.toMatch(/^\s+at /m)
-}
+import { expectOneLineError, type Run, seal, sealAsync } from "./support/Cli.js"
 
 // Settings that make stories260K memorise an unseen sentence (see gpu/test/lora-stories.test.ts).
 const sentence = "The purple robot named Zibbo sang to the moon every Tuesday."
@@ -99,7 +64,7 @@ describe("seal lora-train", () => {
     const { seal: _, ...peftOnly } = config
     const foreign = copy("foreign", peftOnly)
     const gen = (...extra: Array<string>) =>
-      sealAsync("generate", "--prompt", promptText, "--max-tokens", "4", ...extra)
+      sealAsync(["generate", "--prompt", promptText, "--max-tokens", "4", ...extra])
     const [staleRun, unknownRun, allowedRun, missingRun] = await Promise.all([
       gen("--adapter", stale),
       gen("--adapter", foreign),
@@ -127,7 +92,7 @@ describe("seal lora-train", () => {
     const wrongFields = write("fields.jsonl", `{"text": "one"}\n{"prompt": "two", "answer": "x"}\n`)
     const out = path.join(dir, "never")
     const train = (...extra: Array<string>) =>
-      sealAsync("lora-train", "--out", out, ...(extra.includes("--data") ? [] : ["--data", data]), ...extra)
+      sealAsync(["lora-train", "--out", out, ...(extra.includes("--data") ? [] : ["--data", data]), ...extra])
     const cases: Array<[Promise<Run>, RegExp]> = [
       [train("--rank", "0"), /^seal: LoraConfigError: .*rank.*got 0$/],
       [train("--lr", "0"), /^seal: TrainingError: --lr must be a number > 0, got 0$/],
@@ -147,7 +112,7 @@ describe("seal lora-train", () => {
     const busy = path.join(dir, "busy")
     fs.mkdirSync(busy)
     fs.writeFileSync(path.join(busy, "notes.txt"), "keep me")
-    const refused = await sealAsync("lora-train", "--data", data, "--out", busy)
+    const refused = await sealAsync(["lora-train", "--data", data, "--out", busy])
     expectOneLineError(refused, /^seal: AdapterIoError: .*busy: holds notes\.txt/)
     expect(refused.stderr).not.toMatch(/^step /m)
     expect(fs.readdirSync(busy)).toEqual(["notes.txt"])
@@ -160,7 +125,7 @@ describe("seal lora-train", () => {
       "the purple robot sang a song about the moon and the stars and a little cat who lived in a big red house near the sea "
     fs.writeFileSync(long, JSON.stringify({ text: words.repeat(37).trim() }) + "\n")
     const out = path.join(dir, "oom-adapter")
-    const run = await sealAsync("lora-train", "--data", long, "--out", out, "--steps", "2", "--backend", "wasm")
+    const run = await sealAsync(["lora-train", "--data", long, "--out", out, "--steps", "2", "--backend", "wasm"])
     expectOneLineError(run, /^seal: TrainingError: the wasm backend ran out of heap .*smaller batch size.*tfjs-node/)
     expect(fs.existsSync(out)).toBe(false)
   })

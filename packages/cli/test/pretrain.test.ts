@@ -1,42 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll } from "vitest"
+import { expectOneLineError, type Run, seal, sealAsync } from "./support/Cli.js"
 
-const bin = fileURLToPath(new URL("../bin/seal.mjs", import.meta.url))
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const seal = (...args: Array<string>): Run => {
-  const result = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 120_000 })
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
-}
-
-/** The same, without blocking, so the cheap failure cases can run side by side. */
-const sealAsync = (...args: Array<string>): Promise<Run> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { timeout: 120_000 })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += String(d)))
-    child.stderr.on("data", (d) => (stderr += String(d)))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-
-/** The user-facing error: one `seal: ...` line on stderr, exit code 1, no stack trace. */
-const expectOneLineError = (run: Run, pattern: RegExp) => {
-  expect(run.code, run.stderr).toBe(1)
-  const lines = run.stderr.split("\n").filter((l) => l.startsWith("seal: "))
-  expect(lines, run.stderr).toHaveLength(1)
-  expect(lines[0]).toMatch(pattern)
-  expect(run.stderr).not.toMatch(/^\s+at /m)
+/** A refusal: the one-line error, and no training step was run. */
+const expectRefused = (run: Run, pattern: RegExp) => {
+  expectOneLineError(run, pattern)
   expect(run.stderr).not.toMatch(/^step /m)
 }
 
@@ -97,11 +67,11 @@ describe("seal pretrain", () => {
     expect(trained.code, trained.stderr).toBe(0)
     const progress = fs.readFileSync(path.join(out, "progress.jsonl"), "utf8")
     const weights = fs.readFileSync(path.join(out, "model", "model.safetensors"))
-    const again = await sealAsync("pretrain", "--config", configFile, "--out", out, "--backend", "cpu")
-    expectOneLineError(again, new RegExp(`^seal: PretrainError: ${escape(out)}: .*not empty.*--resume`))
+    const again = await sealAsync(["pretrain", "--config", configFile, "--out", out, "--backend", "cpu"])
+    expectRefused(again, new RegExp(`^seal: PretrainError: ${escape(out)}: .*not empty.*--resume`))
     expect(fs.readFileSync(path.join(out, "progress.jsonl"), "utf8")).toBe(progress)
 
-    const resumed = await sealAsync("pretrain", "--resume", out, "--backend", "cpu")
+    const resumed = await sealAsync(["pretrain", "--resume", out, "--backend", "cpu"])
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain(`pretrain: run directory ${out} (resuming)`)
     expect(resumed.stdout.trim()).toBe(`pretrained 13 steps; model in ${path.join(out, "model")}`)
@@ -122,14 +92,14 @@ describe("seal pretrain", () => {
     const notObject = write("array.json", "[1, 2]")
     const missing = path.join(dir, "missing.json")
     const never = path.join(dir, "never")
-    const fresh = (...extra: Array<string>) => sealAsync("pretrain", "--out", never, "--backend", "cpu", ...extra)
+    const fresh = (...extra: Array<string>) => sealAsync(["pretrain", "--out", never, "--backend", "cpu", ...extra])
     const cases: Array<[Promise<Run>, RegExp]> = [
       [
-        sealAsync("pretrain", "--resume", path.join(dir, "run"), "--seed", "3"),
+        sealAsync(["pretrain", "--resume", path.join(dir, "run"), "--seed", "3"]),
         /^seal: PretrainError: --resume: .*drop --config, --seed and --out/
       ],
       [
-        sealAsync("pretrain", "--resume", path.join(dir, "run"), "--config", configFile),
+        sealAsync(["pretrain", "--resume", path.join(dir, "run"), "--config", configFile]),
         /^seal: PretrainError: --resume: /
       ],
       [
@@ -145,12 +115,12 @@ describe("seal pretrain", () => {
       [fresh("--config", notObject), new RegExp(`^seal: PretrainError: ${escape(notObject)}: must be an object$`)],
       [fresh("--config", missing), new RegExp(`^seal: CheckpointError: ${escape(missing)}: cannot read`)],
       [
-        sealAsync("pretrain", "--resume", never, "--backend", "cpu"),
+        sealAsync(["pretrain", "--resume", never, "--backend", "cpu"]),
         new RegExp(`^seal: PretrainError: ${escape(path.join(never, "pretrain-config.json"))}: no pretraining run`)
       ]
     ]
     const runs = await Promise.all(cases.map(([run]) => run))
-    runs.forEach((run, i) => expectOneLineError(run, cases[i]![1]))
+    runs.forEach((run, i) => expectRefused(run, cases[i]![1]))
     expect(fs.existsSync(never)).toBe(false)
     // The finished run was left alone by the refused --resume calls.
     expect(fs.readdirSync(path.join(dir, "run", "checkpoints"))).toEqual(["step-000013"])

@@ -23,6 +23,7 @@ import {
   forward,
   projectionNames
 } from "../src/model/Transformer.js"
+import { tinyQwen2 } from "../src/testing/TinyModel.js"
 import { ensureGradients } from "../src/train/Gradients.js"
 import type { TokenizedExample } from "../src/train/Loss.js"
 import { batchTensors, buildBatch, causalLmLoss } from "../src/train/Loss.js"
@@ -187,21 +188,15 @@ const examples: Array<TokenizedExample> = [
   { ids: [1, 4, 4, 8, 13], labelMask: [0, 0, 0, 1, 1] }
 ]
 
-const tinyQwen: ModelConfig = {
-  architecture: "qwen2",
+/** d = 8 with two heads sharing one KV head (GQA), q/k/v biases. */
+const tinyQwen = tinyQwen2({
   vocabSize: 24,
   hiddenSize: 8,
   intermediateSize: 16,
-  numLayers: 2,
   numHeads: 2,
   numKvHeads: 1,
-  headDim: 4,
-  maxPositions: 16,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: true
-}
+  maxPositions: 16
+})
 
 /** Random but non-trivial host weights (norm weights and biases perturbed too). */
 const randomWeights = (config: ModelConfig, seed: number): WeightMap => {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import "@tensorflow/tfjs-backend-cpu"
 import { Either } from "effect"
 import { beforeAll } from "vitest"
 import type { LoraAdapter, LoraConfig } from "../src/lora/LoraAdapter.js"
@@ -28,22 +27,9 @@ import {
   forward,
   projectionNames
 } from "../src/model/Transformer.js"
+import { tinyQwen2, weightsOnCpu } from "../src/testing/TinyModel.js"
 
-const config: ModelConfig = {
-  architecture: "qwen2",
-  vocabSize: 40,
-  hiddenSize: 32,
-  intermediateSize: 48,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: true
-}
+const config = tinyQwen2({ hiddenSize: 32, intermediateSize: 48, headDim: 8 })
 
 const allTargets: LoraConfig = { rank: 4, alpha: 8, dropout: 0, targets: projectionNames }
 
@@ -85,9 +71,9 @@ describe("LoRA adapter", () => {
   let host: WeightMap
   let weights: TransformerWeights
   beforeAll(async () => {
-    await tf.setBackend("cpu")
-    host = initWeights(config, 7, 0.3)
-    weights = createTransformerWeights(config, host)
+    const tiny = await weightsOnCpu(config, 7, 0.3)
+    host = tiny.host
+    weights = tiny.weights
     return () => disposeTransformerWeights(weights)
   })
 

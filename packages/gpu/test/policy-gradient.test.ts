@@ -1,40 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import "@tensorflow/tfjs-backend-cpu"
 import { afterAll, beforeAll } from "vitest"
 import type { LoraAdapter, LoraConfig } from "../src/lora/LoraAdapter.js"
 import { createLoraAdapter, disposeDeviceLora, hashWeights, loraHook, uploadLora } from "../src/lora/LoraAdapter.js"
-import { initWeights } from "../src/model/InitWeights.js"
-import type { ModelConfig } from "../src/model/ModelConfig.js"
 import { makeRng } from "../src/model/Sampling.js"
 import type { TransformerWeights } from "../src/model/Transformer.js"
-import { createTransformerWeights, disposeTransformerWeights, forward } from "../src/model/Transformer.js"
+import { disposeTransformerWeights, forward } from "../src/model/Transformer.js"
+import { encodeChars, tinyLlama, weightsOnCpu } from "../src/testing/TinyModel.js"
 import { clipFactor } from "../src/train/AdamW.js"
 import { ensureGradients } from "../src/train/Gradients.js"
 import { batchTensors, buildBatch, nextTokenNll } from "../src/train/Loss.js"
 import { type PolicyGradientOptions, type PolicySample, trainPolicyGradient } from "../src/train/PolicyGradient.js"
 import { TrainingError } from "../src/train/Trainer.js"
 
-const config: ModelConfig = {
-  architecture: "llama",
-  vocabSize: 40,
-  hiddenSize: 16,
-  intermediateSize: 32,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: false
-}
+const config = tinyLlama()
 
-/** Characters a-z, space and '.' as ids 3..30; BOS 1. */
-const encode = (text: string) => [...text].map((c) => (c === " " ? 29 : c === "." ? 30 : c.charCodeAt(0) - 97 + 3))
+/** `charTokenizer` ids: BOS 1, then the prompt and the completion. */
 const sample = (prompt: string, completion: string, advantage: number): PolicySample => ({
-  ids: [1, ...encode(prompt), ...encode(completion)],
+  ids: [1, ...encodeChars(prompt), ...encodeChars(completion)],
   completionStart: 1 + prompt.length,
   advantage
 })
@@ -45,11 +28,10 @@ let weights: TransformerWeights
 let parentModelHash: string
 
 beforeAll(async () => {
-  await tf.setBackend("cpu")
+  const tiny = await weightsOnCpu(config, 11, 0.2)
   ensureGradients()
-  const host = initWeights(config, 11, 0.2)
-  parentModelHash = hashWeights(host)
-  weights = createTransformerWeights(config, host)
+  parentModelHash = hashWeights(tiny.host)
+  weights = tiny.weights
 })
 afterAll(() => disposeTransformerWeights(weights))
 

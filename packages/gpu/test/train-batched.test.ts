@@ -1,33 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import "@tensorflow/tfjs-backend-cpu"
 import { beforeAll } from "vitest"
 import type { LoraAdapter, LoraConfig } from "../src/lora/LoraAdapter.js"
 import { createLoraAdapter } from "../src/lora/LoraAdapter.js"
-import { initWeights } from "../src/model/InitWeights.js"
-import type { ModelConfig } from "../src/model/ModelConfig.js"
 import type { TransformerWeights } from "../src/model/Transformer.js"
-import { createTransformerWeights, disposeTransformerWeights } from "../src/model/Transformer.js"
+import { disposeTransformerWeights } from "../src/model/Transformer.js"
+import { tinyQwen2, weightsOnCpu } from "../src/testing/TinyModel.js"
 import { trainLoraMany } from "../src/train/BatchedTrainer.js"
 import type { TokenizedExample } from "../src/train/Loss.js"
 import type { TrainOptions } from "../src/train/Trainer.js"
 import { TrainingError, trainLora } from "../src/train/Trainer.js"
 
-const config: ModelConfig = {
-  architecture: "qwen2",
-  vocabSize: 40,
-  hiddenSize: 16,
-  intermediateSize: 32,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: true
-}
+const config = tinyQwen2()
 
 const lora: LoraConfig = { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v", "o", "up", "down"] }
 
@@ -58,8 +42,7 @@ const maxAbsDiff = (a: LoraAdapter, b: LoraAdapter) => {
 describe("batched training of K adapters", () => {
   let weights: TransformerWeights
   beforeAll(async () => {
-    await tf.setBackend("cpu")
-    weights = createTransformerWeights(config, initWeights(config, 21, 0.2))
+    weights = (await weightsOnCpu(config, 21, 0.2)).weights
     return () => disposeTransformerWeights(weights)
   })
 

@@ -1,9 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import "@tensorflow/tfjs-backend-cpu"
 import { Effect, Layer } from "effect"
 import { beforeAll } from "vitest"
-import { LanguageModel } from "../src/LanguageModel.js"
 import type { LoraAdapter, LoraConfig } from "../src/lora/LoraAdapter.js"
 import { createLoraAdapter, disposeDeviceLora, hashWeights, loraHook, uploadLora } from "../src/lora/LoraAdapter.js"
 import * as LoraTrainer from "../src/LoraTrainer.js"
@@ -12,6 +10,7 @@ import { initWeights } from "../src/model/InitWeights.js"
 import type { ModelConfig, WeightMap } from "../src/model/ModelConfig.js"
 import type { TransformerWeights } from "../src/model/Transformer.js"
 import { createTransformerWeights, disposeTransformerWeights, forward } from "../src/model/Transformer.js"
+import { charTokenizer, tinyLanguageModel, tinyLlama, useCpuBackend, weightsOnCpu } from "../src/testing/TinyModel.js"
 import type { Tokenizer } from "../src/tokenizer/Tokenizer.js"
 import {
   adamWUpdate,
@@ -28,34 +27,7 @@ import { learningRateAt } from "../src/train/Schedule.js"
 import type { StepProgress } from "../src/train/Trainer.js"
 import { planSteps, trainFull, TrainingError, trainLora } from "../src/train/Trainer.js"
 
-const config: ModelConfig = {
-  architecture: "llama",
-  vocabSize: 40,
-  hiddenSize: 16,
-  intermediateSize: 32,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: false
-}
-
-/** Characters a-z, space and '.' as ids 3..30; BOS 1, EOS 2. */
-const charTokenizer: Tokenizer = {
-  vocabSize: 40,
-  bosId: 1,
-  eosId: 2,
-  encode: (text, options) => [
-    ...((options?.addBos ?? true) ? [1] : []),
-    ...[...text].map((c) => (c === " " ? 29 : c === "." ? 30 : c.charCodeAt(0) - 97 + 3))
-  ],
-  decode: (ids) =>
-    ids.filter((i) => i > 2).map((i) => (i === 29 ? " " : i === 30 ? "." : String.fromCharCode(i - 3 + 97))).join("")
-}
+const config = tinyLlama()
 
 const lora: LoraConfig = { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"] }
 
@@ -72,7 +44,7 @@ const adapterValues = (a: LoraAdapter) => a.modules.flatMap((m) => [...m.a.data,
 
 describe("data and loss", () => {
   beforeAll(async () => {
-    await tf.setBackend("cpu")
+    await useCpuBackend()
     ensureGradients()
   })
 
@@ -232,9 +204,9 @@ describe("LoRA training", () => {
   let weights: TransformerWeights
   let fresh: (seed: number, patch?: Partial<LoraConfig>) => LoraAdapter
   beforeAll(async () => {
-    await tf.setBackend("cpu")
-    host = initWeights(config, 11, 0.2)
-    weights = createTransformerWeights(config, host)
+    const tiny = await weightsOnCpu(config, 11, 0.2)
+    host = tiny.host
+    weights = tiny.weights
     const parentModelHash = hashWeights(host)
     fresh = (seed, patch = {}) => createLoraAdapter(config, { ...lora, ...patch }, { seed, parentModelHash })
     return () => disposeTransformerWeights(weights)
@@ -447,26 +419,9 @@ describe("windowed full training (checkpoint and resume)", () => {
 })
 
 describe("LoraTrainer service", () => {
-  const modelLayer = (weights: TransformerWeights) =>
-    Layer.succeed(
-      LanguageModel,
-      LanguageModel.of({
-        config,
-        tokenizer: charTokenizer,
-        weights,
-        source: { format: "hf", path: "memory" },
-        generate: () => Effect.die("unused")
-      })
-    )
-
   it.effect("creates, tokenizes and trains through the Effect API, with typed failures", () =>
     Effect.gen(function*() {
-      yield* Effect.promise(() => tf.setBackend("cpu"))
       const host = initWeights(config, 11, 0.2)
-      const weights = yield* Effect.acquireRelease(
-        Effect.sync(() => createTransformerWeights(config, host)),
-        (w) => Effect.sync(() => disposeTransformerWeights(w))
-      )
       const program = Effect.gen(function*() {
         const trainer = yield* LoraTrainer.LoraTrainer
         expect(trainer.parentModelHash).toBe(hashWeights(host))
@@ -488,8 +443,8 @@ describe("LoraTrainer service", () => {
         const empty = yield* Effect.flip(trainer.train(adapter, [], { learningRate: 1e-2 }))
         expect(empty._tag === "TrainingError" && empty.reason).toBe("NoData")
       })
-      yield* program.pipe(Effect.provide(LoraTrainer.layer.pipe(Layer.provide(modelLayer(weights)))))
-    }).pipe(Effect.scoped))
+      yield* program.pipe(Effect.provide(LoraTrainer.layer.pipe(Layer.provide(tinyLanguageModel(config, host)))))
+    }))
 
   it.effect("layerTest gives consumers a trainer without tensors", () =>
     Effect.gen(function*() {
@@ -529,7 +484,7 @@ describe("LoRA training on the wasm backend", () => {
       expect(b.losses).toEqual(a.losses)
     } finally {
       disposeTransformerWeights(weights)
-      await tf.setBackend("cpu")
+      await useCpuBackend()
     }
   })
 })

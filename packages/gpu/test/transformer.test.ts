@@ -1,28 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import "@tensorflow/tfjs-backend-cpu"
 import { beforeAll } from "vitest"
 import { generate } from "../src/model/Generate.js"
-import { initWeights } from "../src/model/InitWeights.js"
-import type { ModelConfig } from "../src/model/ModelConfig.js"
 import type { TransformerWeights } from "../src/model/Transformer.js"
-import { createTransformerWeights, disposeTransformerWeights, forward } from "../src/model/Transformer.js"
+import { disposeTransformerWeights, forward } from "../src/model/Transformer.js"
+import { tinyQwen2, weightsOnCpu } from "../src/testing/TinyModel.js"
 
-const config: ModelConfig = {
-  architecture: "qwen2",
-  vocabSize: 40,
-  hiddenSize: 32,
-  intermediateSize: 48,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: true
-}
+const config = tinyQwen2({ hiddenSize: 32, intermediateSize: 48, headDim: 8 })
 
 const causalMask = (steps: number) => {
   const mask = new Float32Array(steps * steps)
@@ -46,9 +30,8 @@ const fullLogits = (w: TransformerWeights, ids: ReadonlyArray<number>): Array<Fl
 describe("Transformer", () => {
   let weights: TransformerWeights
   beforeAll(async () => {
-    await tf.setBackend("cpu")
     // std 0.3 so the random model has sharp, non-uniform logits and greedy choices are stable.
-    weights = createTransformerWeights(config, initWeights(config, 7, 0.3))
+    weights = (await weightsOnCpu(config, 7, 0.3)).weights
     return () => disposeTransformerWeights(weights)
   })
 

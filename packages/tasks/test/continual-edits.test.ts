@@ -1,14 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import type { LoadedCheckpoint } from "@seal/gpu/checkpoint/Checkpoint"
 import { hashWeights } from "@seal/gpu/lora/LoraAdapter"
 import { initWeights } from "@seal/gpu/model/InitWeights"
-import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
 import * as TensorRuntime from "@seal/gpu/TensorRuntime"
-import type { Tokenizer } from "@seal/gpu/tokenizer/Tokenizer"
+import { memoryCheckpoint, tinyLlama } from "@seal/gpu/testing/TinyModel"
 import { Effect, Schema } from "effect"
 import { backwardTransfer, continualEdits } from "../src/knowledge/ContinualEdits.js"
-import type { KnowledgeContext, KnowledgeFormat } from "../src/knowledge/InnerLoop.js"
+import type { KnowledgeContext } from "../src/knowledge/InnerLoop.js"
 import { InnerLoopConfig } from "../src/knowledge/InnerLoop.js"
+import { charFormat } from "./support/CharFormat.js"
 
 describe("backwardTransfer", () => {
   it("is the mean over earlier passages of (final - just edited)", () => {
@@ -25,45 +24,7 @@ describe("backwardTransfer", () => {
   })
 })
 
-const config: ModelConfig = {
-  architecture: "llama",
-  vocabSize: 40,
-  hiddenSize: 32,
-  intermediateSize: 64,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: false
-}
-
-/** Characters a-z, space and '.' as ids 3..30; BOS 1, EOS 2. */
-const charTokenizer: Tokenizer = {
-  vocabSize: 40,
-  bosId: 1,
-  eosId: 2,
-  encode: (text, options) => [
-    ...((options?.addBos ?? true) ? [1] : []),
-    ...[...text].map((c) => (c === " " ? 29 : c === "." ? 30 : c.charCodeAt(0) - 97 + 3))
-  ],
-  decode: (ids) =>
-    ids.filter((i) => i > 2).map((i) => (i === 29 ? " " : i === 30 ? "." : String.fromCharCode(i - 3 + 97))).join("")
-}
-
-/** Self-edit lines, then the passage; the question is a prefix, the answer the next word. */
-const charFormat: KnowledgeFormat = {
-  trainingSequences: (context, selfEdit) => [
-    ...selfEdit.split("\n").map((l) => l.trim()).filter((l) => l !== ""),
-    context.context
-  ],
-  questionPrompt: (_, question) => question,
-  maxAnswerTokens: 6,
-  grade: (answer, gold) => ((answer.split(/[ .]/)[0] ?? "") === gold ? 1 : 0)
-}
+const config = tinyLlama({ hiddenSize: 32, intermediateSize: 64, headDim: 8 })
 
 const contexts: ReadonlyArray<KnowledgeContext> = [
   { title: "zed", context: "zed is blue.", questions: [{ question: "zed is ", answer: "blue" }] },
@@ -86,12 +47,7 @@ describe("continualEdits on a real tiny model", () => {
   it.effect("returns a lower-triangular accuracy matrix with its summaries, leaving no tensors behind", () =>
     Effect.gen(function*() {
       const weights = initWeights(config, 3, 0.2)
-      const checkpoint: LoadedCheckpoint = {
-        config,
-        weights,
-        tokenizer: charTokenizer,
-        source: { format: "hf", path: "memory" }
-      }
+      const checkpoint = memoryCheckpoint(config, weights)
       const hash = hashWeights(weights)
       const before = yield* numTensors
       const result = yield* continualEdits(checkpoint, contexts, selfEdits, charFormat, innerLoop, 11)
@@ -132,12 +88,7 @@ describe("continualEdits on a real tiny model", () => {
 
   it.effect("without learning the matrix is what the base model knows: nothing", () =>
     Effect.gen(function*() {
-      const checkpoint: LoadedCheckpoint = {
-        config,
-        weights: initWeights(config, 3, 0.2),
-        tokenizer: charTokenizer,
-        source: { format: "hf", path: "memory" }
-      }
+      const checkpoint = memoryCheckpoint(config, initWeights(config, 3, 0.2))
       // A learning rate too small to move anything: the 1s above come from the edits.
       const frozen = Schema.decodeSync(InnerLoopConfig)({ ...innerLoop, learningRate: 1e-12, steps: 1 })
       const untouched = yield* continualEdits(checkpoint, contexts, ["", "", ""], charFormat, frozen, 11)

@@ -1,13 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import type { LoadedCheckpoint } from "@seal/gpu/checkpoint/Checkpoint"
-import { fromCheckpoint, LanguageModel } from "@seal/gpu/LanguageModel"
 import * as LoraTrainer from "@seal/gpu/LoraTrainer"
 import { initWeights } from "@seal/gpu/model/InitWeights"
-import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
 import * as TensorRuntime from "@seal/gpu/TensorRuntime"
-import type { Tokenizer } from "@seal/gpu/tokenizer/Tokenizer"
+import { tinyLanguageModel, tinyLlama } from "@seal/gpu/testing/TinyModel"
 import { Effect, Layer, Schema } from "effect"
-import type { InnerLoopItem, InnerLoopOutcome, KnowledgeContext, KnowledgeFormat } from "../src/knowledge/InnerLoop.js"
+import type { InnerLoopItem, InnerLoopOutcome, KnowledgeContext } from "../src/knowledge/InnerLoop.js"
 import {
   adaptAndAnswer,
   answerQuestions,
@@ -18,61 +15,12 @@ import {
 import { questionPrompt as squadQuestionPrompt } from "../src/knowledge/SelfEditPrompts.js"
 import { defaultWorldConfig, generateWorld, questionPrompt, trainingSequences } from "../src/world/World.js"
 import { worldEvaluationContexts, worldFormat } from "../src/world/WorldTask.js"
+import { charFormat } from "./support/CharFormat.js"
 
-const config: ModelConfig = {
-  architecture: "llama",
-  vocabSize: 40,
-  hiddenSize: 32,
-  intermediateSize: 64,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: false
-}
+const config = tinyLlama({ hiddenSize: 32, intermediateSize: 64, headDim: 8 })
 
-/** Characters a-z, space and '.' as ids 3..30; BOS 1, EOS 2. */
-const charTokenizer: Tokenizer = {
-  vocabSize: 40,
-  bosId: 1,
-  eosId: 2,
-  encode: (text, options) => [
-    ...((options?.addBos ?? true) ? [1] : []),
-    ...[...text].map((c) => (c === " " ? 29 : c === "." ? 30 : c.charCodeAt(0) - 97 + 3))
-  ],
-  decode: (ids) =>
-    ids.filter((i) => i > 2).map((i) => (i === 29 ? " " : i === 30 ? "." : String.fromCharCode(i - 3 + 97))).join("")
-}
-
-const checkpoint: LoadedCheckpoint = {
-  config,
-  weights: initWeights(config, 3, 0.2),
-  tokenizer: charTokenizer,
-  source: { format: "hf", path: "memory" }
-}
-
-const modelLayer = Layer.scoped(LanguageModel, fromCheckpoint(checkpoint)).pipe(
-  Layer.provideMerge(TensorRuntime.layer({ backend: "cpu" }))
-)
+const modelLayer = tinyLanguageModel(config, initWeights(config, 3, 0.2))
 const trainerLayer = LoraTrainer.layer.pipe(Layer.provideMerge(modelLayer))
-
-/**
- * A layout the char model can learn: a self-edit's lines and the passage are the sequences, the
- * question is a prefix of a fact and the answer its next word.
- */
-const charFormat: KnowledgeFormat = {
-  trainingSequences: (context, selfEdit) => [
-    ...selfEdit.split("\n").map((l) => l.trim()).filter((l) => l !== ""),
-    context.context
-  ],
-  questionPrompt: (_, question) => question,
-  maxAnswerTokens: 6,
-  grade: (answer, gold) => ((answer.split(/[ .]/)[0] ?? "") === gold ? 1 : 0)
-}
 
 const fact = (subject: string, answer: string): KnowledgeContext => ({
   title: subject,

@@ -3,8 +3,8 @@ import { TaskReward } from "@seal/core/TaskReward"
 import type { Generation } from "@seal/gpu/LanguageModel"
 import { LanguageModel } from "@seal/gpu/LanguageModel"
 import * as LoraTrainer from "@seal/gpu/LoraTrainer"
-import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
 import type { TransformerWeights } from "@seal/gpu/model/Transformer"
+import { tinyLlama } from "@seal/gpu/testing/TinyModel"
 import type { Tokenizer } from "@seal/gpu/tokenizer/Tokenizer"
 import { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Layer, Schema } from "effect"
@@ -102,21 +102,15 @@ const recorder = (forgetful: Iterable<string> = []): Recorder => ({
   forgetful: new Set(forgetful)
 })
 
-const config: ModelConfig = {
-  architecture: "llama",
+const config = tinyLlama({
   vocabSize: 8,
   hiddenSize: 4,
   intermediateSize: 8,
   numLayers: 1,
   numHeads: 1,
   numKvHeads: 1,
-  headDim: 4,
-  maxPositions: 16,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: false
-}
+  maxPositions: 16
+})
 
 const tokenizer: Tokenizer = { vocabSize: 8, bosId: 1, eosId: 2, encode: () => [1], decode: () => "" }
 

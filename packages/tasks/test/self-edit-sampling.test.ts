@@ -1,56 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { SampledSelfEdit, SamplingParams, SelfEditContext } from "@seal/core/SelfEditSampler"
 import { SelfEditSampler } from "@seal/core/SelfEditSampler"
-import type { LoadedCheckpoint } from "@seal/gpu/checkpoint/Checkpoint"
-import { fromCheckpoint, LanguageModel } from "@seal/gpu/LanguageModel"
+import { LanguageModel } from "@seal/gpu/LanguageModel"
 import { initWeights } from "@seal/gpu/model/InitWeights"
-import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
-import * as TensorRuntime from "@seal/gpu/TensorRuntime"
-import type { Tokenizer } from "@seal/gpu/tokenizer/Tokenizer"
+import { tinyLanguageModel, tinyLlama } from "@seal/gpu/testing/TinyModel"
 import { type Context, Effect, Layer } from "effect"
 import * as SelfEditSampling from "../src/SelfEditSampling.js"
 import { sampleSeed } from "../src/SelfEditSampling.js"
 
-const config: ModelConfig = {
-  architecture: "llama",
-  vocabSize: 40,
-  hiddenSize: 16,
-  intermediateSize: 32,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  maxPositions: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieEmbeddings: false,
-  attentionBias: false
-}
-
-/** Characters a-z, space and '.' as ids 3..30 (31..39 decode past 'z'); BOS 1, EOS 2. */
-const charTokenizer: Tokenizer = {
-  vocabSize: 40,
-  bosId: 1,
-  eosId: 2,
-  encode: (text, options) => [
-    ...((options?.addBos ?? true) ? [1] : []),
-    ...[...text].map((c) => (c === " " ? 29 : c === "." ? 30 : c.charCodeAt(0) - 97 + 3))
-  ],
-  decode: (ids) =>
-    ids.filter((i) => i > 2).map((i) => (i === 29 ? " " : i === 30 ? "." : String.fromCharCode(i - 3 + 97))).join("")
-}
+const config = tinyLlama()
 
 // Large initial weights so that temperature-1 samples are varied but not uniform noise.
-const checkpoint: LoadedCheckpoint = {
-  config,
-  weights: initWeights(config, 21, 0.3),
-  tokenizer: charTokenizer,
-  source: { format: "hf", path: "memory" }
-}
-
-const modelLayer = Layer.scoped(LanguageModel, fromCheckpoint(checkpoint)).pipe(
-  Layer.provide(TensorRuntime.layer({ backend: "cpu" }))
-)
+const modelLayer = tinyLanguageModel(config, initWeights(config, 21, 0.3))
 
 /** Runs `f` with a real sampler (rows in batches of `batchRows`) over the tiny model. */
 const withSampler = <A, E>(

@@ -1,1 +1,2 @@
 export * as HfFixture from "./HfFixture.js"
+export * as TinyModel from "./TinyModel.js"
