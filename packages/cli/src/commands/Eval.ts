@@ -18,7 +18,7 @@ import { Console, Effect, Layer, Option, Schema } from "effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { bundledDataPath, bundledWorldModelPath } from "../Defaults.js"
-import { preset as experimentPreset, presetNames } from "../Experiment.js"
+import { ConfigError, preset as experimentPreset, presetNames } from "../Experiment.js"
 import { backendOption, runtimeLayer } from "./Shared.js"
 
 const options = {
@@ -44,6 +44,10 @@ const options = {
   passages: Options.integer("passages").pipe(
     Options.withDescription("With --squad: how many evaluation passages (default 20, at most 200)"),
     Options.withDefault(20)
+  ),
+  selfEditTokens: Options.integer("self-edit-tokens").pipe(
+    Options.withDescription("With --squad: the self-edit generation budget (default 512)"),
+    Options.withDefault(512)
   ),
   backend: backendOption
 }
@@ -104,11 +108,18 @@ const squadPlan = (args: Args) =>
         oracleSelfEdit: set.completions[0]
       })
     }
+    if (!(args.selfEditTokens >= 1)) {
+      return yield* new ConfigError({
+        source: "--self-edit-tokens",
+        field: "",
+        detail: `must be an integer >= 1, got ${args.selfEditTokens}`
+      })
+    }
     return {
       modelDir: args.model.value,
       contexts,
       format: squadFormat(),
-      config: Schema.decodeSync(EvaluationConfig)({ selfEdits: { samples: 1, maxTokens: 512 } }),
+      config: Schema.decodeSync(EvaluationConfig)({ selfEdits: { samples: 1, maxTokens: args.selfEditTokens } }),
       continualPassages: 0,
       description: { task: "squad", passages: count, oracle: "gpt4_1_val.json" }
     } satisfies Plan
