@@ -1,6 +1,9 @@
 import { Command, Options } from "@effect/cli"
+import * as RunDirectory from "@seal/core/RunDirectory"
 import { CheckpointError } from "@seal/gpu/checkpoint/CheckpointError"
+import * as LanguageModel from "@seal/gpu/LanguageModel"
 import * as Pretrain from "@seal/tasks/world/Pretrain"
+import { probeWorld } from "@seal/tasks/world/Probes"
 import { Console, Effect, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -90,10 +93,22 @@ const run = (args: Args) =>
         )
       }
     })
+    if (result.modelDir === undefined) {
+      return yield* Console.log(`stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`)
+    }
+    // What the model can do before any adaptation: the checks to pass before RL is worth running.
+    const modelDir = result.modelDir
+    const probes = yield* probeWorld(result.setup.world, 50).pipe(
+      Effect.provide(LanguageModel.layer(modelDir)),
+      Effect.tap((p) => RunDirectory.writeJson(Path.join(modelDir, "probes.json"), p))
+    )
     yield* Console.log(
-      result.modelDir === undefined
-        ? `stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`
-        : `pretrained ${result.totalSteps} steps; model in ${result.modelDir}`
+      `pretrained ${result.totalSteps} steps; model in ${modelDir}\n` +
+        `probes: open-book ${(100 * probes.openBookHeldOut).toFixed(1)}% on held-out people, closed-book ` +
+        `${(100 * probes.closedBookPretrain).toFixed(1)}% on pretraining people, greedy self-edits restate ` +
+        `${(100 * probes.selfEdits.correct).toFixed(1)}% of facts correctly (${
+          (100 * probes.selfEdits.incorrect).toFixed(1)
+        }% wrongly)`
     )
   })
 
