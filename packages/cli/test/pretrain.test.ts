@@ -45,13 +45,25 @@ describe("seal pretrain", () => {
   it("pretrains into --out, reports progress per checkpoint and prints the model path", () => {
     expect(trained.code, trained.stderr).toBe(0)
     const model = path.join(out, "model")
-    expect(trained.stdout.trim()).toBe(`pretrained 13 steps; model in ${model}`)
+    const [summary, probes] = trained.stdout.trim().split("\n")
+    expect(summary).toBe(`pretrained 13 steps; model in ${model}`)
+    expect(probes).toMatch(/^probes: open-book \d+\.\d% on held-out people, .* restate \d+\.\d% of facts correctly/)
+    const probed = JSON.parse(fs.readFileSync(path.join(model, "probes.json"), "utf8"))
+    expect(Object.keys(probed).sort()).toEqual([
+      "closedBookHeldOut",
+      "closedBookPretrain",
+      "openBookHeldOut",
+      "people",
+      "selfEdits"
+    ])
+    expect(probed.people).toBe(4)
     expect(trained.stderr).toContain(`pretrain: run directory ${out}`)
     const progress = trained.stderr.split("\n").filter((l) => l.startsWith("step "))
     expect(progress.map((l) => /^step (\d+)\/13 {2}loss \d+\.\d{4} {2}lr /.exec(l)?.[1])).toEqual(["5", "10", "13"])
     expect(fs.readdirSync(model).sort()).toEqual([
       "config.json",
       "model.safetensors",
+      "probes.json",
       "seal-world.json",
       "tokenizer.json",
       "tokenizer_config.json"
@@ -74,7 +86,7 @@ describe("seal pretrain", () => {
     const resumed = await sealAsync(["pretrain", "--resume", out, "--backend", "cpu"])
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain(`pretrain: run directory ${out} (resuming)`)
-    expect(resumed.stdout.trim()).toBe(`pretrained 13 steps; model in ${path.join(out, "model")}`)
+    expect(resumed.stdout.trim().split("\n")[0]).toBe(`pretrained 13 steps; model in ${path.join(out, "model")}`)
     expect(resumed.stderr).not.toMatch(/^step /m)
     expect(fs.readFileSync(path.join(out, "model", "model.safetensors")).equals(weights)).toBe(true)
     expect(fs.readFileSync(path.join(out, "progress.jsonl"), "utf8")).toBe(progress)
