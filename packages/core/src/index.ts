@@ -1,5 +1,6 @@
 export * as EventLog from "./EventLog.js"
 export * as Policy from "./Policy.js"
 export * as RunDirectory from "./RunDirectory.js"
+export * as Seeds from "./Seeds.js"
 export * as SelfEditSampler from "./SelfEditSampler.js"
 export * as TaskReward from "./TaskReward.js"

@@ -9,11 +9,9 @@
  * steps that cannot move anything.
  */
 import { Policy } from "@seal/core/Policy"
-import { SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { Effect, Layer, Schema } from "effect"
 import { isTied, mean, Optimizer, roundMetrics, std, updateEvent } from "./Optimizer.js"
-import { SamplingConfig } from "./ReSTEM.js"
-import { mixSeed, scoreSamples } from "./Scoring.js"
+import { mixSeed, sampleAndScore, SamplingConfig } from "./Scoring.js"
 
 export const PolicyGradientConfig = Schema.Struct({
   learningRate: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 5e-4 }),
@@ -52,23 +50,9 @@ export const layer = (config: GRPOConfig): Layer.Layer<Optimizer> =>
       name: "grpo",
       round: ({ contexts, journal, round, seed }) =>
         Effect.gen(function*() {
-          const sampler = yield* SelfEditSampler
           const policy = yield* Policy
           const s = config.sampling
-          const samples = yield* sampler.sample(contexts, {
-            k: s.k,
-            temperature: s.temperature,
-            topP: s.topP,
-            maxTokens: s.maxTokens,
-            seed: mixSeed(seed, round)
-          })
-          const scored = yield* scoreSamples(samples, journal, {
-            round,
-            rewardSeeds: s.rewardSeeds,
-            seed,
-            evalBatch: s.evalBatch,
-            concurrency: s.concurrency
-          })
+          const scored = yield* sampleAndScore({ contexts, journal, round, seed }, s)
           const batch = scored.flatMap((group, i) => {
             const adv = advantages(group.map((x) => x.reward), config.scaleByStd)
             return group.map((x, j) => ({

@@ -10,27 +10,11 @@
  * instead of continuing from the previous round.
  */
 import { Policy } from "@seal/core/Policy"
-import { SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { Effect, Layer, Schema } from "effect"
 import { Optimizer, roundMetrics, updateEvent } from "./Optimizer.js"
-import { mixSeed, type ScoredSample, scoreSamples } from "./Scoring.js"
+import { mixSeed, sampleAndScore, SamplingConfig, type ScoredSample, scoreSamples } from "./Scoring.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
-
-export const SamplingConfig = Schema.Struct({
-  k: Schema.optionalWith(PositiveInt, { default: () => 4 }),
-  temperature: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative()), { default: () => 1 }),
-  topP: Schema.optionalWith(Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1)), {
-    default: () => 1
-  }),
-  maxTokens: Schema.optionalWith(PositiveInt, { default: () => 96 }),
-  /** Inner-loop seeds per sample; the reward is their mean. */
-  rewardSeeds: Schema.optionalWith(PositiveInt, { default: () => 1 }),
-  /** Requests per `TaskReward.evaluate` call (adapters trained together). */
-  evalBatch: Schema.optionalWith(PositiveInt, { default: () => 16 }),
-  /** Evaluation batches in flight at once. */
-  concurrency: Schema.optionalWith(PositiveInt, { default: () => 1 })
-}).annotations({ identifier: "SamplingConfig" })
 
 export const SupervisedConfig = Schema.Struct({
   learningRate: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 1e-3 }),
@@ -78,23 +62,9 @@ export const layer = (config: ReSTEMConfig): Layer.Layer<Optimizer> =>
       name: "rest-em",
       round: ({ contexts, journal, round, seed }) =>
         Effect.gen(function*() {
-          const sampler = yield* SelfEditSampler
           const policy = yield* Policy
           const s = config.sampling
-          const scoring = {
-            rewardSeeds: s.rewardSeeds,
-            seed,
-            evalBatch: s.evalBatch,
-            concurrency: s.concurrency
-          }
-          const samples = yield* sampler.sample(contexts, {
-            k: s.k,
-            temperature: s.temperature,
-            topP: s.topP,
-            maxTokens: s.maxTokens,
-            seed: mixSeed(seed, round)
-          })
-          const scored = yield* scoreSamples(samples, journal, { ...scoring, round })
+          const scored = yield* sampleAndScore({ contexts, journal, round, seed }, s)
 
           let baselines: ReadonlyArray<number> | undefined
           if (config.selection === "positive-gain") {
@@ -102,7 +72,13 @@ export const layer = (config: ReSTEMConfig): Layer.Layer<Optimizer> =>
             const empty = contexts.map((
               c
             ) => [{ contextId: c.id, index: -1, text: "", tokens: 0, finishReason: "eos" as const }])
-            const scoredEmpty = yield* scoreSamples(empty, journal, { ...scoring, round: 0 })
+            const scoredEmpty = yield* scoreSamples(empty, journal, {
+              round: 0,
+              rewardSeeds: s.rewardSeeds,
+              seed,
+              evalBatch: s.evalBatch,
+              concurrency: s.concurrency
+            })
             baselines = scoredEmpty.map((row) => row[0]!.reward)
           }
           const kept = scored.flatMap((group, i) =>

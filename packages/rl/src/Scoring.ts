@@ -5,31 +5,32 @@
  * trains a batch's adapters together), each batch recorded as soon as it is done.
  */
 import type { RunDirectoryError } from "@seal/core/RunDirectory"
-import type { SampledSelfEdit } from "@seal/core/SelfEditSampler"
+import { mixSeed, stringHash } from "@seal/core/Seeds"
+import { type SampledSelfEdit, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { TaskReward } from "@seal/core/TaskReward"
 import type { RewardError } from "@seal/core/TaskReward"
-import { Effect } from "effect"
+export { mixSeed } from "@seal/core/Seeds"
+import { Effect, Schema } from "effect"
 import { type Journal, JournalMismatch, type RewardEvent, rewardKey, textHash } from "./Journal.js"
+import type { RoundInput } from "./Optimizer.js"
 
-/** Mixes integers into one 31-bit seed (order matters). */
-export const mixSeed = (...parts: ReadonlyArray<number>): number => {
-  let h = 0x811c9dc5
-  for (const p of parts) {
-    h ^= p >>> 0
-    h = Math.imul(h, 0x01000193) >>> 0
-    h ^= h >>> 15
-  }
-  return h & 0x7fffffff
-}
+const PositiveInt = Schema.Int.pipe(Schema.positive())
 
-export const stringSeed = (text: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return h
-}
+export const SamplingConfig = Schema.Struct({
+  k: Schema.optionalWith(PositiveInt, { default: () => 4 }),
+  temperature: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative()), { default: () => 1 }),
+  topP: Schema.optionalWith(Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1)), {
+    default: () => 1
+  }),
+  maxTokens: Schema.optionalWith(PositiveInt, { default: () => 96 }),
+  /** Inner-loop seeds per sample; the reward is their mean. */
+  rewardSeeds: Schema.optionalWith(PositiveInt, { default: () => 1 }),
+  /** Requests per `TaskReward.evaluate` call (adapters trained together). */
+  evalBatch: Schema.optionalWith(PositiveInt, { default: () => 16 }),
+  /** Evaluation batches in flight at once. */
+  concurrency: Schema.optionalWith(PositiveInt, { default: () => 1 })
+}).annotations({ identifier: "SamplingConfig" })
+export type SamplingConfig = typeof SamplingConfig.Type
 
 export interface ScoringOptions {
   readonly round: number
@@ -58,7 +59,7 @@ export const scoreSamples = (
       Array.from({ length: options.rewardSeeds }, (_, s) => ({
         sample,
         rewardSeed: s,
-        seed: mixSeed(options.seed, options.round, stringSeed(sample.contextId), sample.index, s),
+        seed: mixSeed(options.seed, options.round, stringHash(sample.contextId), sample.index, s),
         hash: textHash(sample.text)
       }))
     )
@@ -121,4 +122,30 @@ export const scoreSamples = (
         }
       })
     )
+  })
+
+/**
+ * One round's sampling and scoring, as both optimizers start: k self-edits per context from the
+ * current generator (seeded by round), each scored through the journal.
+ */
+export const sampleAndScore = (
+  input: Pick<RoundInput, "contexts" | "journal" | "round" | "seed">,
+  s: SamplingConfig
+) =>
+  Effect.gen(function*() {
+    const sampler = yield* SelfEditSampler
+    const samples = yield* sampler.sample(input.contexts, {
+      k: s.k,
+      temperature: s.temperature,
+      topP: s.topP,
+      maxTokens: s.maxTokens,
+      seed: mixSeed(input.seed, input.round)
+    })
+    return yield* scoreSamples(samples, input.journal, {
+      round: input.round,
+      rewardSeeds: s.rewardSeeds,
+      seed: input.seed,
+      evalBatch: s.evalBatch,
+      concurrency: s.concurrency
+    })
   })

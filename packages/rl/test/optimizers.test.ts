@@ -6,6 +6,7 @@ import {
   type PolicyGradientSample,
   type SupervisedOptions
 } from "@seal/core/Policy"
+import { mixSeed, stringHash as stringSeed } from "@seal/core/Seeds"
 import { type SamplingParams, type SelfEditContext, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { type RewardRequest, TaskReward } from "@seal/core/TaskReward"
 import { Effect, Layer, Schema } from "effect"
@@ -13,7 +14,7 @@ import * as GRPO from "../src/GRPO.js"
 import * as Journal from "../src/Journal.js"
 import { Optimizer, type RoundMetrics } from "../src/Optimizer.js"
 import * as ReSTEM from "../src/ReSTEM.js"
-import { mixSeed, type ScoredSample, stringSeed } from "../src/Scoring.js"
+import type { ScoredSample } from "../src/Scoring.js"
 
 // A mock world: the generator writes "good" with probability p and "bad" otherwise; the task rewards
 // "good" with 1 and "bad" with 0. The policy's updates move p the way the optimizer asks.

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Policy, PolicyError } from "@seal/core/Policy"
+import { mixSeed, stringHash as stringSeed } from "@seal/core/Seeds"
 import { type SelfEditContext, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { RewardError, type RewardRequest, TaskReward } from "@seal/core/TaskReward"
 import { Effect, Layer, Schema } from "effect"
@@ -10,7 +11,6 @@ import * as GRPO from "../src/GRPO.js"
 import type { RewardEvent, RunEvent } from "../src/Journal.js"
 import * as ReSTEM from "../src/ReSTEM.js"
 import * as Runner from "../src/Runner.js"
-import { mixSeed, stringSeed } from "../src/Scoring.js"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "seal-runner-"))),

@@ -15,16 +15,13 @@ import { loadAdapter, saveAdapter } from "@seal/gpu/lora/PeftIo"
 import { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { trainPolicyGradient } from "@seal/gpu/train/PolicyGradient"
 import { Context, Effect, Layer, Ref, Schema } from "effect"
+import { LoraTargets } from "./knowledge/InnerLoop.js"
 import { sampleFrom, type SamplerOptions } from "./SelfEditSampling.js"
-
-const projection = Schema.Literal("q", "k", "v", "o", "gate", "up", "down")
 
 export const PolicyAdapterConfig = Schema.Struct({
   rank: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 16 }),
   alpha: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 32 }),
-  targets: Schema.optionalWith(Schema.Array(projection).pipe(Schema.minItems(1)), {
-    default: () => ["q", "k", "v", "o", "gate", "up", "down"] as const
-  })
+  targets: LoraTargets
 }).annotations({ identifier: "PolicyAdapterConfig" })
 export type PolicyAdapterConfig = typeof PolicyAdapterConfig.Type
 
@@ -34,13 +31,25 @@ export const make = (config: PolicyAdapterConfig, samplerOptions: SamplerOptions
     const trainer = yield* LoraTrainer
     const state = yield* Ref.make<LoraAdapter | undefined>(undefined)
 
+    /** The generator's adapter, or a fresh one (seeded) before the first update. */
+    const currentOrNew = (seed: number) =>
+      Effect.flatMap(Ref.get(state), (existing) =>
+        existing !== undefined ? Effect.succeed(existing) : trainer.createAdapter(
+          { rank: config.rank, alpha: config.alpha, dropout: 0, targets: [...config.targets] },
+          { seed }
+        ))
+
     const sampler = SelfEditSampler.of({
       sample: (contexts, params) =>
         Effect.gen(function*() {
           const adapter = yield* Ref.get(state)
-          if (adapter === undefined) return yield* sampleFrom(model, contexts, params, samplerOptions)
+          if (adapter === undefined) {
+            return yield* sampleFrom(model, contexts, params, samplerOptions)
+          }
           return yield* Effect.acquireUseRelease(
-            Effect.sync(() => uploadLora(adapter, false)),
+            Effect.sync(() =>
+              uploadLora(adapter, false)
+            ),
             (device) => sampleFrom(model, contexts, params, samplerOptions, loraHook(device)),
             (device) => Effect.sync(() => disposeDeviceLora(device))
           )
@@ -51,11 +60,7 @@ export const make = (config: PolicyAdapterConfig, samplerOptions: SamplerOptions
       current: Effect.map(Ref.get(state), (a) => a?.id ?? "base"),
       supervised: (examples, options) =>
         Effect.gen(function*() {
-          const existing = yield* Ref.get(state)
-          const adapter = existing ?? (yield* trainer.createAdapter(
-            { rank: config.rank, alpha: config.alpha, dropout: 0, targets: [...config.targets] },
-            { seed: options.seed }
-          ))
+          const adapter = yield* currentOrNew(options.seed)
           const result = yield* trainer.train(
             adapter,
             examples.map((e) => ({ prompt: e.prompt, completion: e.completion })),
@@ -83,11 +88,7 @@ export const make = (config: PolicyAdapterConfig, samplerOptions: SamplerOptions
         ),
       policyGradient: (samples, options) =>
         Effect.gen(function*() {
-          const existing = yield* Ref.get(state)
-          const adapter = existing ?? (yield* trainer.createAdapter(
-            { rank: config.rank, alpha: config.alpha, dropout: 0, targets: [...config.targets] },
-            { seed: options.seed }
-          ))
+          const adapter = yield* currentOrNew(options.seed)
           const tokenizer = model.tokenizer
           const encoded = samples.map((s) => {
             const prompt = tokenizer.encode(s.prompt)

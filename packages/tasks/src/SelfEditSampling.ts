@@ -4,6 +4,7 @@
  * request's seed, the context's id and j, so it does not depend on batching or on the order of
  * the contexts.
  */
+import { stringHash } from "@seal/core/Seeds"
 import type { SampledSelfEdit, SamplingParams, SelfEditContext } from "@seal/core/SelfEditSampler"
 import { SamplingError, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { LanguageModel } from "@seal/gpu/LanguageModel"
@@ -11,18 +12,8 @@ import { deriveSeed } from "@seal/gpu/model/Sampling"
 import type { ProjectionHook } from "@seal/gpu/model/Transformer"
 import { type Context, Effect, Layer } from "effect"
 
-/** FNV-1a over the UTF-16 code units: a stable 32-bit number for a context id. */
-export const idHash = (id: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < id.length; i++) {
-    h ^= id.charCodeAt(i)
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return h
-}
-
 export const sampleSeed = (seed: number, contextId: string, index: number): number =>
-  deriveSeed(deriveSeed(seed, idHash(contextId)), index)
+  deriveSeed(deriveSeed(seed, stringHash(contextId)), index)
 
 export interface SamplerOptions {
   /** Rows per generation batch (default 32). */

@@ -23,6 +23,17 @@ export const deriveSeed = (seed: number, stream: number): number => {
   return (h ^ (h >>> 16)) >>> 0
 }
 
+/** Fisher-Yates over `rng`, in place (returns `items`): the one shuffle every seeded order uses. */
+export const shuffleInPlace = <A>(items: Array<A>, rng: () => number): Array<A> => {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1))
+    const tmp = items[i]!
+    items[i] = items[j]!
+    items[j] = tmp
+  }
+  return items
+}
+
 export interface SamplingOptions {
   /** 0 means greedy. */
   readonly temperature: number

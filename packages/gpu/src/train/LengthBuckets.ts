@@ -1,4 +1,4 @@
-import { deriveSeed, makeRng } from "../model/Sampling.js"
+import { deriveSeed, makeRng, shuffleInPlace } from "../model/Sampling.js"
 import type { PlannedStep } from "./Trainer.js"
 
 /**
@@ -19,16 +19,6 @@ export interface LengthBucketOptions {
   /** Batches per sorting pool (default 32): larger pools pad less but vary batches less. */
   readonly poolBatches?: number | undefined
   readonly seed: number
-}
-
-const shuffleInPlace = <A>(items: Array<A>, rng: () => number): Array<A> => {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1))
-    const tmp = items[i]!
-    items[i] = items[j]!
-    items[j] = tmp
-  }
-  return items
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   loraHook,
   uploadLora
 } from "../lora/LoraAdapter.js"
-import { deriveSeed, makeRng } from "../model/Sampling.js"
+import { deriveSeed, makeRng, shuffleInPlace } from "../model/Sampling.js"
 import type { ProjectionHook, TransformerWeights } from "../model/Transformer.js"
 import { forward } from "../model/Transformer.js"
 import { adamWUpdate, biasCorrections, clipFactor, createAdamWState, disposeAdamWState, squaredNorm } from "./AdamW.js"
@@ -126,12 +126,7 @@ export const trainPolicyGradient = (
     const ref = beta > 0 ? completionLogProbs(weights, samples, undefined, padId) : undefined
     let step = 0
     for (let pass = 0; pass < options.passes; pass++) {
-      const order = samples.map((_, i) => i)
-      const rng = makeRng(deriveSeed(options.seed, pass))
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = Math.floor(rng() * (i + 1))
-        ;[order[i], order[j]] = [order[j]!, order[i]!]
-      }
+      const order = shuffleInPlace(samples.map((_, i) => i), makeRng(deriveSeed(options.seed, pass)))
       for (let b = 0; b < order.length; b += options.batchSize) {
         const rows = order.slice(b, b + options.batchSize)
         const current = completionLogProbs(weights, rows.map((i) => samples[i]!), loraHook(device), padId)

@@ -11,7 +11,7 @@ import {
 } from "../lora/LoraAdapter.js"
 import type { HostTensor, ModelConfig, WeightMap } from "../model/ModelConfig.js"
 import { expectedWeightShapes, WeightNames } from "../model/ModelConfig.js"
-import { deriveSeed, makeRng } from "../model/Sampling.js"
+import { deriveSeed, makeRng, shuffleInPlace } from "../model/Sampling.js"
 import type { LayerWeights, ProjectionHook, TransformerWeights } from "../model/Transformer.js"
 import { createTransformerWeights, forward, projectionNames } from "../model/Transformer.js"
 import type { AdamWHyper, AdamWState } from "./AdamW.js"
@@ -170,14 +170,7 @@ export const planSteps = (
   const plan: Array<PlannedStep> = []
   if (examples === 0) return plan
   for (let epoch = 0; plan.length < total; epoch++) {
-    const order = Array.from({ length: examples }, (_, i) => i)
-    const rng = makeRng(deriveSeed(seed, epoch))
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rng() * (i + 1))
-      const tmp = order[i]!
-      order[i] = order[j]!
-      order[j] = tmp
-    }
+    const order = shuffleInPlace(Array.from({ length: examples }, (_, i) => i), makeRng(deriveSeed(seed, epoch)))
     const micro: Array<Array<number>> = []
     for (let i = 0; i < order.length; i += batchSize) micro.push(order.slice(i, i + batchSize))
     for (let i = 0; i < micro.length && plan.length < total; i += accumulation) {

@@ -20,14 +20,16 @@ import { exactMatch } from "./Grading.js"
 import { questionAnswerMaxTokens, questionPrompt as squadQuestionPrompt } from "./SelfEditPrompts.js"
 import { type SplitMode, trainingSequences as squadTrainingSequences } from "./TrainingSequences.js"
 
-const projection = Schema.Literal("q", "k", "v", "o", "gate", "up", "down")
+/** Which projections a LoRA adapter adapts (default: all seven, as SEAL's inner loop does). */
+export const LoraTargets = Schema.optionalWith(
+  Schema.Array(Schema.Literal("q", "k", "v", "o", "gate", "up", "down")).pipe(Schema.minItems(1)),
+  { default: () => ["q", "k", "v", "o", "gate", "up", "down"] as const }
+)
 
 export const InnerLoopConfig = Schema.Struct({
   rank: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 8 }),
   alpha: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 16 }),
-  targets: Schema.optionalWith(Schema.Array(projection).pipe(Schema.minItems(1)), {
-    default: () => ["q", "k", "v", "o", "gate", "up", "down"] as const
-  }),
+  targets: LoraTargets,
   learningRate: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 1e-3 }),
   /** Passes over the training sequences (SEAL trains a fixed number of epochs). */
   epochs: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 5 }),

@@ -5,7 +5,7 @@
  * the closed-book questions name the topic; it ties the new facts to the cue the model is asked
  * with.
  */
-import { makeRng } from "@seal/gpu/model/Sampling"
+import { makeRng, shuffleInPlace } from "@seal/gpu/model/Sampling"
 import type { PassageText } from "./SquadData.js"
 
 /**
@@ -100,17 +100,8 @@ export interface MultiDocumentOptions extends TrainingSequenceOptions {
 }
 
 /** Fisher–Yates over a seeded stream, so datasets reproduce across runs and machines. */
-export const seededShuffle = <A>(items: ReadonlyArray<A>, seed: number): Array<A> => {
-  const out = items.slice()
-  const random = makeRng(seed)
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const tmp = out[i]!
-    out[i] = out[j]!
-    out[j] = tmp
-  }
-  return out
-}
+export const seededShuffle = <A>(items: ReadonlyArray<A>, seed: number): Array<A> =>
+  shuffleInPlace(items.slice(), makeRng(seed))
 
 /**
  * The multi-document (continued pretraining) setting: the sequences of several passages in one

@@ -2,6 +2,8 @@
  * Draws over an explicit stream (`makeRng` from the sampler), so that every part of the world and
  * its corpus is a pure function of its seed.
  */
+import { shuffleInPlace } from "@seal/gpu/model/Sampling"
+
 export type Rng = () => number
 
 /** A uniform integer in [0, n). */
@@ -10,16 +12,7 @@ export const randomInt = (rng: Rng, n: number): number => Math.floor(rng() * n)
 export const pick = <A>(rng: Rng, items: ReadonlyArray<A>): A => items[randomInt(rng, items.length)]!
 
 /** Fisher-Yates on a copy. */
-export const shuffled = <A>(rng: Rng, items: ReadonlyArray<A>): Array<A> => {
-  const out = items.slice()
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = randomInt(rng, i + 1)
-    const tmp = out[i]!
-    out[i] = out[j]!
-    out[j] = tmp
-  }
-  return out
-}
+export const shuffled = <A>(rng: Rng, items: ReadonlyArray<A>): Array<A> => shuffleInPlace(items.slice(), rng)
 
 /** A value other than `value` from `values` (which must hold at least two distinct values). */
 export const pickOther = <A>(rng: Rng, values: ReadonlyArray<A>, value: A): A => {

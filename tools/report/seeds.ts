@@ -1,0 +1,59 @@
+/**
+ * Summarises `seal run` results over seeds: for each optimizer, every table row's accuracy as
+ * mean ± std over the runs given (population std over seeds), and the gain of the last SEAL round
+ * over the model's own pre-RL self-edits per seed.
+ *
+ *     npx tsx tools/report/seeds.ts runs/run-knowledge-demo-s0-... runs/run-knowledge-demo-s1-... ...
+ */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+
+interface Row {
+  readonly method: string
+  readonly accuracy: number
+}
+interface Results {
+  readonly optimizer: string
+  readonly seed: number
+  readonly experiment: string
+  readonly table: ReadonlyArray<Row>
+}
+
+const dirs = process.argv.slice(2)
+if (dirs.length === 0) {
+  console.error("usage: tsx tools/report/seeds.ts RUN_DIR...")
+  process.exit(2)
+}
+const runs = dirs.map((d) => JSON.parse(Fs.readFileSync(Path.join(d, "results.json"), "utf8")) as Results)
+const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
+const std = (xs: ReadonlyArray<number>) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)))
+const pct = (xs: ReadonlyArray<number>) => `${(100 * mean(xs)).toFixed(1)} ± ${(100 * std(xs)).toFixed(1)}`
+
+const byOptimizer = new Map<string, Array<Results>>()
+for (const r of runs) byOptimizer.set(r.optimizer, [...(byOptimizer.get(r.optimizer) ?? []), r])
+const methods = [...new Set(runs.flatMap((r) => r.table.map((t) => t.method)))]
+const optimizers = [...byOptimizer.keys()]
+
+const lines = [
+  `| method | ${
+    optimizers.map((o) => `${o} (seeds ${byOptimizer.get(o)!.map((r) => r.seed).join(", ")})`).join(" | ")
+  } |`,
+  `|---|${optimizers.map(() => "---").join("|")}|`
+]
+for (const m of methods) {
+  const cells = optimizers.map((o) => {
+    const xs = byOptimizer.get(o)!.flatMap((r) => r.table.filter((t) => t.method === m).map((t) => t.accuracy))
+    return xs.length === 0 ? "" : pct(xs)
+  })
+  lines.push(`| ${m} | ${cells.join(" | ")} |`)
+}
+const gains = optimizers.map((o) => {
+  const xs = byOptimizer.get(o)!.map((r) => {
+    const seal = [...r.table].reverse().find((t) => t.method.startsWith("seal-round-"))
+    const own = r.table.find((t) => t.method === "self-edit")
+    return (seal?.accuracy ?? 0) - (own?.accuracy ?? 0)
+  })
+  return `${pct(xs)} points (per seed: ${xs.map((x) => (100 * x).toFixed(1)).join(", ")})`
+})
+lines.push(`| last round − own self-edits | ${gains.join(" | ")} |`)
+console.log(lines.join("\n"))
