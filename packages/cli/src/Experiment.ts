@@ -60,15 +60,24 @@ export const decodeExperiment = (input: unknown, source: string): Either.Either<
     })
   )
 
+/**
+ * The world's inner loop: rank-8 LoRA on every projection, lr 5e-3, 3 epochs over the training
+ * sequences. Measured on 20 held-out people of the bundled model (2 sampled self-edits each):
+ * passage only 15%, own self-edits 43%, oracle self-edits 77%, at 0.24 s per inner loop. A
+ * stronger loop (lr 3e-3 x 10 epochs) lets the passage alone reach 55% and leaves RL little
+ * to gain; a weaker one (lr 3e-4 x 5) teaches nothing (7% / 7% / 10%).
+ */
+const worldInnerLoop = { learningRate: 5e-3, epochs: 3 } as const
+
 export const presetInputs: { readonly [N in PresetName]: ExperimentConfigEncoded } = {
   "knowledge-tiny": {
     name: "knowledge-tiny",
     heldOutContexts: 8,
     rlContexts: 16,
     rounds: 1,
-    restEm: { sampling: { k: 2 } },
+    restEm: { sampling: { k: 2 }, update: { epochs: 4 } },
     grpo: { sampling: { k: 2 } },
-    evaluation: { selfEdits: { samples: 1 } },
+    evaluation: { selfEdits: { samples: 1 }, innerLoop: worldInnerLoop },
     continualPassages: 4
   },
   "knowledge-demo": {
@@ -76,9 +85,9 @@ export const presetInputs: { readonly [N in PresetName]: ExperimentConfigEncoded
     heldOutContexts: 50,
     rlContexts: 150,
     rounds: 2,
-    restEm: { sampling: { k: 4 } },
+    restEm: { sampling: { k: 4 }, update: { epochs: 4 } },
     grpo: { sampling: { k: 4 } },
-    evaluation: { selfEdits: { samples: 3 } },
+    evaluation: { selfEdits: { samples: 3 }, innerLoop: worldInnerLoop },
     continualPassages: 10
   }
 }

@@ -59,7 +59,10 @@ export const scoreSamples = (
       Array.from({ length: options.rewardSeeds }, (_, s) => ({
         sample,
         rewardSeed: s,
-        seed: mixSeed(options.seed, options.round, stringHash(sample.contextId), sample.index, s),
+        // Common random numbers: every sample of a context is scored with the same inner-loop
+        // seeds, so the differences within a group come from the self-edits, not from the
+        // adapters' initialisation and data order.
+        seed: mixSeed(options.seed, options.round, stringHash(sample.contextId), s),
         hash: textHash(sample.text)
       }))
     )

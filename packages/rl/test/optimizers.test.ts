@@ -12,6 +12,7 @@ import { type RewardRequest, TaskReward } from "@seal/core/TaskReward"
 import { Effect, Layer, Schema } from "effect"
 import * as GRPO from "../src/GRPO.js"
 import * as Journal from "../src/Journal.js"
+import type { RewardEvent } from "../src/Journal.js"
 import { Optimizer, type RoundMetrics } from "../src/Optimizer.js"
 import * as ReSTEM from "../src/ReSTEM.js"
 import type { ScoredSample } from "../src/Scoring.js"
@@ -393,11 +394,27 @@ describe("GRPO", () => {
         3
       )
       expect(world.p).toBeGreaterThan(0.5)
-      // Three evaluations per sample, each with its own seed.
+      // Three evaluations per sample. Common random numbers: the k samples of a context share
+      // their three inner-loop seeds, so one round has 3 seeds per context, not per sample.
       expect(events.filter((e) => e.type === "reward")).toHaveLength(3 * 32 * 3)
-      expect(new Set(world.requests.map((r) => r.seed)).size).toBe(3 * 32 * 3)
-      // Noise breaks every tie.
-      for (const m of metrics) expect(m.zeroVarianceGroups).toBe(0)
+      expect(new Set(world.requests.map((r) => r.seed)).size).toBe(3 * 8 * 3)
+      const rewardEventsOf = events.filter((e) => e.type === "reward") as Array<RewardEvent>
+      const seedsOf = (contextId: string, sample: number) =>
+        rewardEventsOf.filter((e) => e.round === 1 && e.contextId === contextId && e.sample === sample).map((e) =>
+          e.seed
+        )
+      const first = rewardEventsOf[0]!.contextId
+      expect(seedsOf(first, 1)).toEqual(seedsOf(first, 0))
+      // With shared seeds the noise cancels within a group: a group ties exactly when its k
+      // samples are the same text.
+      metrics.forEach((m, r) => {
+        const round = rewardEventsOf.filter((e) => e.round === r + 1)
+        const contexts = [...new Set(round.map((e) => e.contextId))]
+        const homogeneous = contexts.filter((c) =>
+          new Set(round.filter((e) => e.contextId === c).map((e) => e.selfEdit)).size === 1
+        )
+        expect(m.zeroVarianceGroups).toBeCloseTo(homogeneous.length / contexts.length, 12)
+      })
     }))
 
   it.effect("all-equal rewards: every group is tied, zeroVarianceGroups is 1 and no update runs", () =>
