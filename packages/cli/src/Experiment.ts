@@ -84,10 +84,11 @@ export const presetInputs: { readonly [N in PresetName]: ExperimentConfigEncoded
     name: "knowledge-demo",
     heldOutContexts: 50,
     rlContexts: 150,
+    contextsPerRound: 100,
     rounds: 2,
-    restEm: { sampling: { k: 4 }, update: { epochs: 4 } },
-    grpo: { sampling: { k: 4 } },
-    evaluation: { selfEdits: { samples: 3 }, innerLoop: worldInnerLoop },
+    restEm: { sampling: { k: 6 }, update: { epochs: 4 } },
+    grpo: { sampling: { k: 6 }, update: { learningRate: 1e-3 } },
+    evaluation: { selfEdits: { samples: 4 }, innerLoop: worldInnerLoop },
     continualPassages: 10
   }
 }
