@@ -17,8 +17,16 @@ export type PresetName = typeof presetNames[number]
 
 export const ExperimentConfig = Schema.Struct({
   name: Schema.optionalWith(Schema.String, { default: () => "custom" }),
-  /** A world model directory (from `seal pretrain`); default: the bundled models/world-base. */
+  /**
+   * The learner: the world model adapted in the inner loop and scored (a directory from
+   * `seal pretrain`); default: the bundled models/world-base.
+   */
   model: Schema.optional(Schema.String),
+  /**
+   * The generator: the model that writes self-edits and that RL updates (through a LoRA adapter
+   * on it). Default: the learner's model, as in SEAL. It must come from the same world.
+   */
+  generatorModel: Schema.optional(Schema.String),
   /** Held-out people evaluated (the first n of the split). */
   heldOutContexts: Schema.optionalWith(PositiveInt, { default: () => 50 }),
   /** RL people the outer loop trains on (the first n of the split). */

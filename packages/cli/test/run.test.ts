@@ -81,6 +81,45 @@ describe("seal run --preset knowledge-tiny", () => {
     expect(rewardEvents(killed)).toBe(32)
   }, 600_000)
 
+  it("the generator can be another model of the same world (and must be)", async () => {
+    const bundled = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "..", "..", "models", "world-base")
+    const copy = path.join(dir, "generator")
+    fs.cpSync(bundled, copy, { recursive: true })
+    const config = path.join(dir, "two-roles.json")
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        generatorModel: copy,
+        heldOutContexts: 2,
+        rlContexts: 4,
+        rounds: 1,
+        restEm: { sampling: { k: 2 } },
+        evaluation: { selfEdits: { samples: 1 } }
+      })
+    )
+    const out = path.join(dir, "two-roles")
+    const run = seal("run", "--config", config, "--out", out, "--backend", "wasm")
+    expect(run.code, run.stderr).toBe(0)
+    const saved = JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8"))
+    expect(saved.generatorModel).toBe(copy)
+    expect(saved.model).toBe(path.resolve(bundled))
+    expect(fs.existsSync(path.join(out, "rounds", "round-01", "policy", "adapter_model.safetensors"))).toBe(true)
+
+    // A generator from another world is refused before any work.
+    const other = path.join(dir, "other-world")
+    fs.cpSync(bundled, other, { recursive: true })
+    const provenance = JSON.parse(fs.readFileSync(path.join(other, "seal-world.json"), "utf8"))
+    provenance.config.worldSeed = 1
+    fs.writeFileSync(path.join(other, "seal-world.json"), JSON.stringify(provenance))
+    const mismatched = path.join(dir, "mismatched.json")
+    fs.writeFileSync(mismatched, JSON.stringify({ generatorModel: other }))
+    expectOneLineError(
+      seal("run", "--config", mismatched, "--out", path.join(dir, "never-2")),
+      /^seal: ConfigError: .*mismatched\.json \(generatorModel\): .*another world/
+    )
+    expect(fs.existsSync(path.join(dir, "never-2"))).toBe(false)
+  }, 300_000)
+
   it("refuses bad configs before any work, naming the field", async () => {
     const write = (name: string, value: unknown) => {
       const file = path.join(dir, name)

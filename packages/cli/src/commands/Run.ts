@@ -102,7 +102,20 @@ const resolve = (args: Args) =>
         })
       }
     }
-    return { experiment, seed, dir, modelDir, world }
+    const generatorDir = experiment.generatorModel ?? modelDir
+    if (generatorDir !== modelDir) {
+      const generator = yield* worldOfModel(generatorDir)
+      const same = JSON.stringify([generator.config.world, generator.config.worldSeed]) ===
+        JSON.stringify([world.config, world.seed])
+      if (!same) {
+        return yield* new ConfigError({
+          source: Option.getOrElse(args.config, () => `preset ${experiment.name}`),
+          field: "generatorModel",
+          detail: `${generatorDir} was trained on another world than the learner ${modelDir}`
+        })
+      }
+    }
+    return { experiment, seed, dir, modelDir, generatorDir, world }
   })
 
 type Resolved = Effect.Effect.Success<ReturnType<typeof resolve>>
@@ -120,13 +133,14 @@ const timingOf = ({ rewardMean: _a, rewardStd: _b, ...m }: RoundMetrics) => m
 
 const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.BackendChoice) =>
   Effect.gen(function*() {
-    const { experiment, seed, dir, modelDir, world } = r
+    const { experiment, seed, dir, modelDir, generatorDir, world } = r
     if (!resume) {
       yield* RunDirectory.createFresh(dir)
       yield* RunDirectory.writeJson(Path.join(dir, "config.json"), {
         experiment: Schema.encodeSync(ExperimentConfig)(experiment),
         seed,
-        model: modelDir
+        model: modelDir,
+        generatorModel: generatorDir
       })
     }
     yield* Console.error(
@@ -136,17 +150,23 @@ const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.Back
     const format = worldFormat(world)
     const heldOut = worldEvaluationContexts(world, "heldOut", experiment.heldOutContexts)
     const rl = worldEvaluationContexts(world, "rl", experiment.rlContexts)
+    // Two roles: the learner (inner loop, rewards, evaluation) and the generator (self-edits,
+    // updated by RL). One model serves both unless the experiment names a generator; layers are
+    // memoised by reference, so the shared case loads the weights once.
+    const learner = LoraTrainer.layer.pipe(Layer.provideMerge(LanguageModel.layer(modelDir)))
+    const generator = generatorDir === modelDir
+      ? learner
+      : LoraTrainer.layer.pipe(Layer.provideMerge(LanguageModel.layer(generatorDir)))
     const layers = Layer.mergeAll(
       optimizerLayer(experiment),
-      LoraPolicy.layer(experiment.policy),
+      LoraPolicy.layer(experiment.policy).pipe(Layer.provide(generator)),
       KnowledgeReward.layer({
         contexts: new Map(rl.map((c) => [c.id, c.context])),
         format,
         innerLoop: experiment.evaluation.innerLoop
       })
     ).pipe(
-      Layer.provideMerge(LoraTrainer.layer),
-      Layer.provideMerge(LanguageModel.layer(modelDir)),
+      Layer.provideMerge(learner),
       Layer.provideMerge(runtimeLayer(backendChoice))
     )
     return yield* Effect.gen(function*() {
