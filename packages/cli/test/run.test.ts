@@ -79,6 +79,26 @@ describe("seal run --preset knowledge-tiny", () => {
     )
     // Nothing recorded before the kill was evaluated again.
     expect(rewardEvents(killed)).toBe(32)
+
+    // Ctrl-C (SIGINT): the run stops at the next point it can be interrupted (between batched
+    // passes), exits 130 without a results.json, and resumes to the same results.
+    const interruptedDir = path.join(dir, "interrupted")
+    const stopped = await sealAsync(args(interruptedDir), (child) => {
+      const timer = setInterval(() => {
+        if (rewardEvents(interruptedDir) >= 4) {
+          clearInterval(timer)
+          child.kill("SIGINT")
+        }
+      }, 20)
+      child.on("close", () => clearInterval(timer))
+    })
+    expect(stopped.code === 130 || stopped.signal === "SIGINT", `${stopped.code} ${stopped.signal}`).toBe(true)
+    expect(fs.existsSync(path.join(interruptedDir, "results.json"))).toBe(false)
+    const again = seal("run", "--resume", interruptedDir, "--backend", "wasm")
+    expect(again.code, again.stderr).toBe(0)
+    expect(fs.readFileSync(path.join(interruptedDir, "results.json"), "utf8")).toBe(
+      fs.readFileSync(path.join(whole, "results.json"), "utf8")
+    )
   }, 600_000)
 
   it("the generator can be another model of the same world (and must be)", async () => {
