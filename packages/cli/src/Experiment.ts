@@ -75,7 +75,7 @@ export const decodeExperiment = (input: unknown, source: string): Either.Either<
  * stronger loop (lr 3e-3 x 10 epochs) lets the passage alone reach 55% and leaves RL little
  * to gain; a weaker one (lr 3e-4 x 5) teaches nothing (7% / 7% / 10%).
  */
-const worldInnerLoop = { learningRate: 5e-3, epochs: 3 } as const
+const worldInnerLoop = { learningRate: 5e-3, epochs: 3, memoryBudgetMB: 1024 } as const
 
 export const presetInputs: { readonly [N in PresetName]: ExperimentConfigEncoded } = {
   "knowledge-tiny": {

@@ -88,6 +88,9 @@ describe("the inner loop on a real tiny model", () => {
       })
       // Training worked for every item (the comparison is not between two untrained models).
       expect(one.map((o) => o.accuracy)).toEqual([1, 1, 1])
+      // A memory budget too small for two adapters' activations trains them one at a time.
+      const tight = yield* adaptAndAnswer(items, charFormat, innerLoop({ batchAdapters: 3, memoryBudgetMB: 1e-3 }))
+      expect(tight.map(comparable)).toEqual(one.map(comparable))
     }).pipe(Effect.provide(trainerLayer)))
 
   it.effect("answerQuestions with no questions asks nothing", () =>

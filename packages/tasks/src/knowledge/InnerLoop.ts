@@ -14,6 +14,7 @@ import type { GenerationError } from "@seal/gpu/LanguageModel"
 import type { LoraAdapter, LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import { disposeDeviceLora, loraHook, uploadLora } from "@seal/gpu/lora/LoraAdapter"
 import { LoraTrainer } from "@seal/gpu/LoraTrainer"
+import { adaptersWithinBudget } from "@seal/gpu/train/MemoryBudget"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Schema } from "effect"
 import { exactMatch } from "./Grading.js"
@@ -37,7 +38,12 @@ export const InnerLoopConfig = Schema.Struct({
   steps: Schema.optional(Schema.Int.pipe(Schema.positive())),
   batchSize: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 1 }),
   /** Adapters trained together in one batched pass (memory grows with it). */
-  batchAdapters: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 16 })
+  batchAdapters: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 16 }),
+  /**
+   * When set, fewer adapters share a pass if their activations would exceed this many MiB
+   * (`adaptersWithinBudget`, from the model's shape and the longest training sequence).
+   */
+  memoryBudgetMB: Schema.optional(Schema.Number.pipe(Schema.positive()))
 }).annotations({ identifier: "InnerLoopConfig" })
 export type InnerLoopConfig = typeof InnerLoopConfig.Type
 export type InnerLoopConfigEncoded = typeof InnerLoopConfig.Encoded
@@ -183,9 +189,24 @@ export const adaptAndAnswer = (
 > =>
   Effect.gen(function*() {
     const trainer = yield* LoraTrainer
+    const model = yield* LanguageModel
     const outcomes: Array<InnerLoopOutcome> = []
-    for (let start = 0; start < items.length; start += config.batchAdapters) {
-      const chunk = items.slice(start, start + config.batchAdapters)
+    const perPass = config.memoryBudgetMB === undefined ? config.batchAdapters : adaptersWithinBudget(
+      model.config,
+      config.batchSize,
+      Math.max(
+        1,
+        ...items.flatMap((item) =>
+          item.contexts.flatMap((c, i) =>
+            format.trainingSequences(c, item.selfEdits[i] ?? "").map((t) => model.tokenizer.encode(t).length + 1)
+          )
+        )
+      ),
+      config.memoryBudgetMB * 2 ** 20,
+      config.batchAdapters
+    )
+    for (let start = 0; start < items.length; start += perPass) {
+      const chunk = items.slice(start, start + perPass)
       const began = performance.now()
       const sequences = chunk.map((item) =>
         item.contexts.flatMap((c, i) => format.trainingSequences(c, item.selfEdits[i] ?? ""))
