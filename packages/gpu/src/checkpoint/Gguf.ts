@@ -16,7 +16,7 @@ import { bpeTokenizerFromGgufMetadata } from "../tokenizer/GgufBpe.js"
 import { SentencePieceTokenizer } from "../tokenizer/SentencePiece.js"
 import type { LoadedCheckpoint } from "./Checkpoint.js"
 import { CheckpointError } from "./CheckpointError.js"
-import { asNumber, describe, type Metadata, metadataReader } from "./GgufMetadata.js"
+import { asNumber, describe, type Metadata, metadataReader, vocabularyTokens } from "./GgufMetadata.js"
 
 /** The ggml tensor types this loader decodes (ids from ggml's `ggml_type`). */
 export const GgmlType = {
@@ -329,15 +329,7 @@ export const sentencePieceFromGgufMetadata = (
 ): Effect.Effect<SentencePieceTokenizer, CheckpointError> =>
   Effect.gen(function*() {
     const md = metadata as Metadata
-    const tokens = md["tokenizer.ggml.tokens"]
-    if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((t) => typeof t === "string")) {
-      return yield* new CheckpointError({
-        file,
-        field: "tokenizer.ggml.tokens",
-        reason: "MissingTokenizer",
-        detail: tokens === undefined ? "the file has no embedded vocabulary" : "the vocabulary is not a list of strings"
-      })
-    }
+    const tokens = yield* vocabularyTokens(file, md)
     const model = md["tokenizer.ggml.model"]
     if (model !== "llama") {
       return yield* new CheckpointError({

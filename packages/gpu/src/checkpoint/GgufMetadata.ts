@@ -74,3 +74,21 @@ export const metadataReader = (file: string, metadata: Metadata) => {
 
   return { number, positiveInt, optionalBool, optionalId, malformed }
 }
+
+/** The embedded vocabulary (`tokenizer.ggml.tokens`), or a `MissingTokenizer` error naming it. */
+export const vocabularyTokens = (
+  file: string,
+  metadata: Metadata
+): Effect.Effect<ReadonlyArray<string>, CheckpointError> => {
+  const tokens = metadata["tokenizer.ggml.tokens"]
+  return Array.isArray(tokens) && tokens.length > 0 && tokens.every((t) => typeof t === "string")
+    ? Effect.succeed(tokens as ReadonlyArray<string>)
+    : Effect.fail(
+      new CheckpointError({
+        file,
+        field: "tokenizer.ggml.tokens",
+        reason: "MissingTokenizer",
+        detail: tokens === undefined ? "the file has no embedded vocabulary" : "the vocabulary is not a list of strings"
+      })
+    )
+}

@@ -11,7 +11,7 @@
  */
 import { Effect } from "effect"
 import { CheckpointError } from "../checkpoint/CheckpointError.js"
-import { asNumber, describe, type Metadata, metadataReader } from "../checkpoint/GgufMetadata.js"
+import { asNumber, describe, type Metadata, metadataReader, vocabularyTokens } from "../checkpoint/GgufMetadata.js"
 import type { HfTokenizer } from "./HfTokenizer.js"
 import { makeHfTokenizer } from "./HfTokenizer.js"
 
@@ -121,16 +121,7 @@ export const ggufBpeTokenizerSpec = (
     const read = metadataReader(file, metadata as Metadata)
     const malformed = read.malformed
 
-    const tokens = metadata["tokenizer.ggml.tokens"]
-    if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((t) => typeof t === "string")) {
-      return yield* new CheckpointError({
-        file,
-        field: "tokenizer.ggml.tokens",
-        reason: "MissingTokenizer",
-        detail: tokens === undefined ? "the file has no embedded vocabulary" : "the vocabulary is not a list of strings"
-      })
-    }
-    const vocab = tokens as ReadonlyArray<string>
+    const vocab = yield* vocabularyTokens(file, metadata as Metadata)
     const n = vocab.length
 
     const rawMerges = metadata["tokenizer.ggml.merges"]
