@@ -4,6 +4,7 @@
  * over the model's own pre-RL self-edits per seed.
  *
  *     npx tsx tools/report/seeds.ts runs/run-knowledge-demo-s0-... runs/run-knowledge-demo-s1-... ...
+ *     npx tsx tools/report/seeds.ts results/knowledge-demo/rest-em-s*.json results/knowledge-demo/grpo-s*.json
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -24,7 +25,10 @@ if (dirs.length === 0) {
   console.error("usage: tsx tools/report/seeds.ts RUN_DIR...")
   process.exit(2)
 }
-const runs = dirs.map((d) => JSON.parse(Fs.readFileSync(Path.join(d, "results.json"), "utf8")) as Results)
+// A run directory, or a results.json itself.
+const runs = dirs.map((d) =>
+  JSON.parse(Fs.readFileSync(d.endsWith(".json") ? d : Path.join(d, "results.json"), "utf8")) as Results
+)
 const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
 const std = (xs: ReadonlyArray<number>) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)))
 const pct = (xs: ReadonlyArray<number>) => `${(100 * mean(xs)).toFixed(1)} ± ${(100 * std(xs)).toFixed(1)}`
