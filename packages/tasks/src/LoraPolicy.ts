@@ -13,6 +13,7 @@ import type { LoraAdapter } from "@seal/gpu/lora/LoraAdapter"
 import { disposeDeviceLora, loraHook, uploadLora } from "@seal/gpu/lora/LoraAdapter"
 import { loadAdapter, saveAdapter } from "@seal/gpu/lora/PeftIo"
 import { LoraTrainer } from "@seal/gpu/LoraTrainer"
+import { tokenizeExample } from "@seal/gpu/train/Loss"
 import { trainPolicyGradient } from "@seal/gpu/train/PolicyGradient"
 import { Context, Effect, Layer, Ref, Schema } from "effect"
 import { LoraTargets } from "./knowledge/InnerLoop.js"
@@ -90,15 +91,11 @@ export const make = (config: PolicyAdapterConfig, samplerOptions: SamplerOptions
         Effect.gen(function*() {
           const adapter = yield* currentOrNew(options.seed)
           const tokenizer = model.tokenizer
+          // The trainers' own prompt/completion tokenization: the completion starts at the first target.
           const encoded = samples.map((s) => {
-            const prompt = tokenizer.encode(s.prompt)
-            const joint = tokenizer.encode(s.prompt + s.completion)
-            const ids = joint.length > prompt.length && prompt.every((id, i) => joint[i] === id)
-              ? joint
-              : [...prompt, ...tokenizer.encode(s.completion, { addBos: false })]
-            if (s.endsWithEos && tokenizer.eosId !== undefined) ids.push(tokenizer.eosId)
-            return { ids, completionStart: prompt.length, advantage: s.advantage }
-          }).filter((s) => s.ids.length > s.completionStart)
+            const { ids, labelMask } = tokenizeExample(tokenizer, s, { addEos: s.endsWithEos })
+            return { ids, completionStart: labelMask.indexOf(1), advantage: s.advantage }
+          }).filter((s) => s.completionStart >= 1)
           if (encoded.length === 0) {
             return {
               steps: 0,

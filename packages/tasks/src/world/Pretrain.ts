@@ -14,7 +14,7 @@
  * point and resumed from its last checkpoint ends with the same weights as an uninterrupted one.
  */
 import * as Checkpoint from "@seal/gpu/checkpoint/Checkpoint"
-import { CheckpointError } from "@seal/gpu/checkpoint/CheckpointError"
+import { CheckpointError, parseJsonFile } from "@seal/gpu/checkpoint/CheckpointError"
 import { writeFileAtomic, writeHfDirectory } from "@seal/gpu/checkpoint/HfDirectory"
 import { readSafetensors, writeSafetensors } from "@seal/gpu/checkpoint/Safetensors"
 import { initWeights } from "@seal/gpu/model/InitWeights"
@@ -260,12 +260,7 @@ const ioError = (file: string) => (e: unknown) =>
 
 const readJson = (file: string) =>
   Effect.tryPromise({ try: () => Fs.promises.readFile(file, "utf8"), catch: ioError(file) }).pipe(
-    Effect.flatMap((text) =>
-      Effect.try({
-        try: () => JSON.parse(text) as unknown,
-        catch: () => new CheckpointError({ file, reason: "Malformed", detail: "not JSON" })
-      })
-    )
+    Effect.flatMap((text) => parseJsonFile(file, text))
   )
 
 const json = (value: unknown) => JSON.stringify(value, null, 2) + "\n"

@@ -9,6 +9,7 @@ import type { GenerationError } from "@seal/gpu/LanguageModel"
 import { Effect } from "effect"
 import { meanQuality, type SelfEditQuality, selfEditQuality } from "./SelfEdits.js"
 import { type Entity, openBookQuestionPrompt, questionPrompt, questions, selfEditPrompt, type World } from "./World.js"
+import { worldFormat } from "./WorldTask.js"
 
 export interface WorldProbes {
   /** Held-out people, passage in the prompt. */
@@ -22,18 +23,22 @@ export interface WorldProbes {
   readonly people: number
 }
 
-const firstWord = (text: string) => text.trim().split(/\s+/)[0] ?? ""
-
+/** Greedy answers graded as the world's task grades them (`worldFormat`). */
 const accuracy = (
+  world: World,
   prompts: ReadonlyArray<{ readonly prompt: string; readonly answer: string }>
 ): Effect.Effect<number, GenerationError, LanguageModel> =>
   Effect.gen(function*() {
     const model = yield* LanguageModel
+    const format = worldFormat(world)
     let right = 0
     for (let i = 0; i < prompts.length; i += 64) {
       const chunk = prompts.slice(i, i + 64)
-      const rows = yield* model.generate(chunk.map((p) => p.prompt), { maxTokens: 2, temperature: 0 })
-      rows.forEach((row, j) => (right += firstWord(row.text) === chunk[j]!.answer ? 1 : 0))
+      const rows = yield* model.generate(chunk.map((p) => p.prompt), {
+        maxTokens: format.maxAnswerTokens,
+        temperature: 0
+      })
+      rows.forEach((row, j) => (right += format.grade(row.text, chunk[j]!.answer)))
     }
     return prompts.length === 0 ? 0 : right / prompts.length
   })
@@ -53,14 +58,17 @@ export const probeWorld = (
       es.flatMap((e) =>
         questions(world, e).map((q) => ({ prompt: questionPrompt(prompts, e.name, q.question), answer: q.answer }))
       )
-    const openBookHeldOut = yield* accuracy(heldOut.flatMap((e) =>
-      questions(world, e).map((q) => ({
-        prompt: openBookQuestionPrompt(prompts, { title: e.name, context: e.passage }, q.question),
-        answer: q.answer
-      }))
-    ))
-    const closedBookPretrain = yield* accuracy(closed(pretrain))
-    const closedBookHeldOut = yield* accuracy(closed(heldOut))
+    const openBookHeldOut = yield* accuracy(
+      world,
+      heldOut.flatMap((e) =>
+        questions(world, e).map((q) => ({
+          prompt: openBookQuestionPrompt(prompts, { title: e.name, context: e.passage }, q.question),
+          answer: q.answer
+        }))
+      )
+    )
+    const closedBookPretrain = yield* accuracy(world, closed(pretrain))
+    const closedBookHeldOut = yield* accuracy(world, closed(heldOut))
     const selfEdits = yield* model.generate(
       heldOut.map((e) => selfEditPrompt(prompts, { title: e.name, context: e.passage })),
       { maxTokens: maxSelfEditTokens, temperature: 0 }
