@@ -2,16 +2,26 @@ import { Command, Options } from "@effect/cli"
 import * as RunDirectory from "@seal/core/RunDirectory"
 import { CheckpointError } from "@seal/gpu/checkpoint/CheckpointError"
 import * as LanguageModel from "@seal/gpu/LanguageModel"
+import * as ArcPretrain from "@seal/tasks/arc/ArcPretrain"
+import { loadArcSplits } from "@seal/tasks/arc/ArcSplits"
+import type { PretrainError, PretrainProgress } from "@seal/tasks/PretrainRun"
 import * as Pretrain from "@seal/tasks/world/Pretrain"
 import { probeWorld } from "@seal/tasks/world/Probes"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Either, Option } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { bundledDataPath } from "../Defaults.js"
 import { backendOption, runtimeLayer } from "./Shared.js"
 
 const options = {
+  task: Options.choice("task", ["world", "arc"]).pipe(
+    Options.withDescription(
+      "What to pretrain on: the synthetic world (knowledge incorporation) or ARC training tasks (few-shot ARC)"
+    ),
+    Options.withDefault("world" as const)
+  ),
   out: Options.text("out").pipe(
-    Options.withDescription("New run directory (default: runs/pretrain-<time>); never overwritten"),
+    Options.withDescription("New run directory (default: runs/pretrain-<task>-<time>); never overwritten"),
     Options.optional
   ),
   resume: Options.text("resume").pipe(
@@ -31,7 +41,11 @@ const options = {
 
 type Args = Command.Command.ParseConfig<typeof options>
 
-const readConfig = (file: Option.Option<string>, seed: Option.Option<number>) =>
+const readConfig = <C>(
+  file: Option.Option<string>,
+  seed: Option.Option<number>,
+  decode: (input: unknown, source: string) => Either.Either<C, PretrainError>
+) =>
   Effect.gen(function*() {
     let input: Record<string, unknown> = {}
     if (Option.isSome(file)) {
@@ -59,39 +73,88 @@ const readConfig = (file: Option.Option<string>, seed: Option.Option<number>) =>
       }
       input = { ...input, seed: seed.value }
     }
-    return yield* Pretrain.decodePretrainConfig(input, Option.getOrElse(file, () => "config"))
+    return yield* decode(input, Option.getOrElse(file, () => "config"))
   })
 
-const run = (args: Args) =>
-  Effect.gen(function*() {
-    const resume = Option.isSome(args.resume)
-    if (resume && (Option.isSome(args.config) || Option.isSome(args.seed) || Option.isSome(args.out))) {
-      return yield* new Pretrain.PretrainError({
+const printProgress = (p: PretrainProgress) => {
+  const left = p.totalSteps - p.step
+  const perStep = p.step > 0 ? p.seconds / p.step : 0
+  return Console.error(
+    `step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  lr ${p.learningRate.toExponential(2)}  ` +
+      `${p.tokensPerSecond.toFixed(0)} tokens/s  ${p.seconds.toFixed(0)} s` +
+      (perStep > 0 && left > 0
+        ? `  (about ${Math.max(1, Math.round((left * perStep) / 60))} min left at this pace)`
+        : "")
+  )
+}
+
+const checkResumeArgs = (args: Args) =>
+  Option.isSome(args.resume) && (Option.isSome(args.config) || Option.isSome(args.seed) || Option.isSome(args.out))
+    ? Effect.fail(
+      new Pretrain.PretrainError({
         reason: "InvalidConfig",
         field: "--resume",
         detail: "a resumed run keeps its own config and directory; drop --config, --seed and --out"
       })
-    }
-    const config = resume ? undefined : yield* readConfig(args.config, args.seed)
-    const dir = Option.getOrElse(
-      Option.orElse(args.resume, () => args.out),
-      () => Path.join("runs", `pretrain-${new Date().toISOString().replace(/[:.]/g, "-")}`)
     )
+    : Effect.void
+
+const runDirectory = (args: Args) =>
+  Option.getOrElse(
+    Option.orElse(args.resume, () => args.out),
+    () => Path.join("runs", `pretrain-${args.task}-${new Date().toISOString().replace(/[:.]/g, "-")}`)
+  )
+
+/** ARC: the base model of few-shot ARC, pretrained on the pretraining split of the bundled data. */
+const runArc = (args: Args) =>
+  Effect.gen(function*() {
+    yield* checkResumeArgs(args)
+    const resume = Option.isSome(args.resume)
+    const config = resume
+      ? undefined
+      : yield* readConfig(args.config, args.seed, ArcPretrain.decodeArcPretrainConfig)
+    const dir = runDirectory(args)
+    const splits = yield* loadArcSplits(bundledDataPath)
+    yield* Console.error(`pretrain: ARC, run directory ${dir}${resume ? " (resuming)" : ""}`)
+    const result = yield* ArcPretrain.pretrainArc(splits, { dir, config, resume, onProgress: printProgress })
+    if (result.modelDir === undefined) {
+      return yield* Console.log(`stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`)
+    }
+    yield* Console.log(
+      `pretrained ${result.totalSteps} steps on ${result.setup.taskIds.length} ARC tasks ` +
+        `(${result.setup.stats.plannedTokens} tokens); model in ${result.modelDir}`
+    )
+  })
+
+/** Whether `--resume` names an ARC run (its saved config decodes as one), so `--task` may be left out. */
+const resumesArcRun = (args: Args) =>
+  Option.match(args.resume, {
+    onNone: () => Effect.succeed(false),
+    onSome: (dir) =>
+      Effect.promise(() => Fs.promises.readFile(Path.join(dir, "pretrain-config.json"), "utf8").catch(() => "")).pipe(
+        Effect.map((text) => {
+          try {
+            return Either.isRight(ArcPretrain.decodeArcPretrainConfig(JSON.parse(text)))
+          } catch {
+            return false
+          }
+        })
+      )
+  })
+
+const run = (args: Args) =>
+  Effect.gen(function*() {
+    if (args.task === "arc" || (yield* resumesArcRun(args))) return yield* runArc(args)
+    yield* checkResumeArgs(args)
+    const resume = Option.isSome(args.resume)
+    const config = resume ? undefined : yield* readConfig(args.config, args.seed, Pretrain.decodePretrainConfig)
+    const dir = runDirectory(args)
     yield* Console.error(`pretrain: run directory ${dir}${resume ? " (resuming)" : ""}`)
     const result = yield* Pretrain.pretrain({
       dir,
       config,
       resume,
-      onProgress: (p) => {
-        const rate = p.tokensPerSecond
-        const left = p.totalSteps - p.step
-        const perStep = p.step > 0 ? p.seconds / p.step : 0
-        return Console.error(
-          `step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  lr ${p.learningRate.toExponential(2)}  ` +
-            `${rate.toFixed(0)} tokens/s  ${p.seconds.toFixed(0)} s` +
-            (perStep > 0 ? `  (about ${Math.ceil((left * perStep) / 60)} min left at this pace)` : "")
-        )
-      }
+      onProgress: printProgress
     })
     if (result.modelDir === undefined) {
       return yield* Console.log(`stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`)
@@ -118,6 +181,6 @@ export const pretrainCommand = Command.make(
   (args) => run(args).pipe(Effect.provide(runtimeLayer(args.backend)))
 ).pipe(
   Command.withDescription(
-    "Pretrain the synthetic world's base model from scratch, checkpointing every 50 steps (resumable)"
+    "Pretrain a base model from scratch (the synthetic world's, or ARC's with --task arc), checkpointing every 50 steps (resumable)"
   )
 )
