@@ -56,17 +56,19 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
   }
 }
 
-export const decodeExperiment = (input: unknown, source: string): Either.Either<ExperimentConfig, ConfigError> =>
-  Schema.decodeUnknownEither(ExperimentConfig, { onExcessProperty: "error" })(input).pipe(
-    Either.mapLeft((error) => {
-      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-      return new ConfigError({
-        source,
-        field: issue === undefined ? "" : issue.path.map(String).join("."),
-        detail: issue?.message ?? error.message
+/** Decodes `input` strictly (unknown keys are errors), naming the first field at fault. */
+export const decodeWith =
+  <A, I>(schema: Schema.Schema<A, I>) => (input: unknown, source: string): Either.Either<A, ConfigError> =>
+    Schema.decodeUnknownEither(schema, { onExcessProperty: "error" })(input).pipe(
+      Either.mapLeft((error) => {
+        const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+        return new ConfigError({
+          source,
+          field: issue === undefined ? "" : issue.path.map(String).join("."),
+          detail: issue?.message ?? error.message
+        })
       })
-    })
-  )
+    )
 
 /**
  * The world's inner loop: rank-8 LoRA on every projection, lr 5e-3, 3 epochs over the training
@@ -106,6 +108,9 @@ export const presetInputs: { readonly [N in PresetName]: ExperimentConfigEncoded
     continualPassages: 10
   }
 }
+
+export const decodeExperiment: (input: unknown, source: string) => Either.Either<ExperimentConfig, ConfigError> =
+  decodeWith(ExperimentConfig)
 
 export const preset = (name: PresetName): ExperimentConfig =>
   Either.getOrThrow(decodeExperiment(presetInputs[name], `preset ${name}`))

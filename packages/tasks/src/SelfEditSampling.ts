@@ -8,6 +8,7 @@ import { stringHash } from "@seal/core/Seeds"
 import type { SampledSelfEdit, SamplingParams, SelfEditContext } from "@seal/core/SelfEditSampler"
 import { SamplingError, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { LanguageModel } from "@seal/gpu/LanguageModel"
+import type { LogitMask } from "@seal/gpu/model/Generate"
 import { deriveSeed } from "@seal/gpu/model/Sampling"
 import type { ProjectionHook } from "@seal/gpu/model/Transformer"
 import { type Context, Effect, Layer } from "effect"
@@ -20,6 +21,8 @@ export interface SamplerOptions {
   readonly batchRows?: number | undefined
   /** Stop strings applied to every sample. */
   readonly stop?: ReadonlyArray<string> | undefined
+  /** Constrained decoding (e.g. a tool config's grammar): applied to every sample. */
+  readonly logitMask?: LogitMask | undefined
 }
 
 /**
@@ -47,6 +50,7 @@ export const sampleFrom = (
         temperature: params.temperature,
         topP: params.topP,
         stop: options.stop,
+        logitMask: options.logitMask,
         hook,
         rowSeeds: batch.map((r) => sampleSeed(params.seed, r.context.id, r.index))
       }).pipe(Effect.mapError((e) => new SamplingError({ reason: e.reason, detail: e.detail })))

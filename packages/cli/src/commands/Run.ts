@@ -15,13 +15,23 @@ import { Console, Effect, Layer, Option, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import {
+  type ArcExperimentConfig,
+  arcPreset,
+  type ArcPresetName,
+  arcPresetNames,
+  decodeArcExperiment
+} from "../ArcExperiment.js"
 import { bundledWorldModelPath } from "../Defaults.js"
 import { ConfigError, decodeExperiment, ExperimentConfig, preset, presetNames } from "../Experiment.js"
+import { executeArc, resolveArc } from "./RunArc.js"
 import { backendOption, runtimeLayer } from "./Shared.js"
 
 const options = {
-  preset: Options.choice("preset", presetNames).pipe(
-    Options.withDescription("knowledge-tiny (tests, ~2 min) or knowledge-demo (the default, ~10 min)"),
+  preset: Options.choice("preset", [...presetNames, ...arcPresetNames]).pipe(
+    Options.withDescription(
+      "knowledge-tiny (tests, ~2 min), knowledge-demo (the default, ~10 min), arc-tiny (tests) or arc-demo (few-shot ARC)"
+    ),
     Options.withDefault("knowledge-demo" as const)
   ),
   config: Options.text("config").pipe(
@@ -47,6 +57,63 @@ const options = {
 type Args = Command.Command.ParseConfig<typeof options>
 
 const SavedRun = Schema.Struct({ experiment: Schema.Unknown, seed: Schema.Int })
+
+const isArcInput = (json: unknown) =>
+  typeof json === "object" && json !== null && (json as { task?: unknown }).task === "arc"
+
+const isArcPreset = (name: string): name is ArcPresetName => (arcPresetNames as ReadonlyArray<string>).includes(name)
+
+/**
+ * The ARC experiment the arguments ask for (an ARC preset, a config file with `"task": "arc"`,
+ * or a resumed ARC run), resolved before any work; none for a knowledge experiment.
+ */
+const resolveArcArgs = (args: Args) =>
+  Effect.gen(function*() {
+    if (Option.isSome(args.resume)) {
+      const file = Path.join(args.resume.value, "config.json")
+      const saved = yield* RunDirectory.readJson(file).pipe(
+        Effect.flatMap((j) =>
+          Schema.decodeUnknown(SavedRun)(j).pipe(
+            Effect.mapError((e) => new ConfigError({ source: file, field: "", detail: e.message }))
+          )
+        )
+      )
+      if (!isArcInput(saved.experiment)) return Option.none()
+      if (Option.isSome(args.config) || Option.isSome(args.out) || Option.isSome(args.optimizer)) {
+        return yield* new ConfigError({
+          source: "--resume",
+          field: "",
+          detail: "a resumed run keeps its own config and directory; drop --config, --out and --optimizer"
+        })
+      }
+      const experiment = yield* decodeArcExperiment(saved.experiment, file)
+      return Option.some(yield* resolveArc(experiment, saved.seed, args.resume.value, file))
+    }
+    let experiment: ArcExperimentConfig
+    let source: string
+    if (Option.isSome(args.config)) {
+      const json = yield* RunDirectory.readJson(args.config.value)
+      if (!isArcInput(json)) return Option.none()
+      source = args.config.value
+      experiment = yield* decodeArcExperiment(json, source)
+    } else if (isArcPreset(args.preset)) {
+      source = `preset ${args.preset}`
+      experiment = arcPreset(args.preset)
+    } else return Option.none()
+    if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
+    if (!(Number.isInteger(args.seed) && args.seed >= 0)) {
+      return yield* new ConfigError({
+        source: "--seed",
+        field: "",
+        detail: `must be an integer >= 0, got ${args.seed}`
+      })
+    }
+    const dir = Option.getOrElse(
+      args.out,
+      () => Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${args.seed}`))
+    )
+    return Option.some(yield* resolveArc(experiment, args.seed, dir, source))
+  })
 
 /** Everything checked before any work: the config, the model's world, the split sizes. */
 const resolve = (args: Args) =>
@@ -78,7 +145,7 @@ const resolve = (args: Args) =>
         const file = args.config.value
         const json = yield* RunDirectory.readJson(file)
         experiment = yield* decodeExperiment(json, file)
-      } else experiment = preset(args.preset)
+      } else experiment = preset(args.preset as typeof presetNames[number])
       if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
       dir = Option.getOrElse(args.out, () =>
         Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${seed}`)))
@@ -265,10 +332,12 @@ const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.Back
 
 export const runCommand = Command.make("run", options, (args) =>
   Effect.gen(function*() {
+    const arc = yield* resolveArcArgs(args)
+    if (Option.isSome(arc)) return yield* executeArc(arc.value, Option.isSome(args.resume), args.backend)
     const resolved = yield* resolve(args)
     yield* execute(resolved, Option.isSome(args.resume), args.backend)
   })).pipe(
     Command.withDescription(
-      "SEAL's outer loop on the synthetic knowledge world: baselines, self-edits before RL, and each RL round, on held-out people"
+      "SEAL's outer loop: baselines, self-edits before RL and after each round, on held-out contexts (the knowledge world's people, or ARC tasks with an arc preset)"
     )
   )

@@ -1,0 +1,239 @@
+/**
+ * The few-shot ARC comparison on held-out tasks, as success rates over (task, self-edit) pairs:
+ *
+ * - `icl`: no adaptation; the base model predicts from the demonstrations in context.
+ * - `self-edit`: tool configs sampled from the generator (before RL, or after each round as
+ *   `seal`), each trained and scored on its task.
+ * - `oracle`: the best fixed config of a candidate list, chosen on these same tasks (an upper
+ *   bound for any single config, as the reference's oracle is for per-task configs).
+ *
+ * Every row also reports the mean cell accuracy of the first attempt, a softer measure.
+ */
+import { type SamplingError, SelfEditSampler } from "@seal/core/SelfEditSampler"
+import { LanguageModel } from "@seal/gpu/LanguageModel"
+import type { GenerationError } from "@seal/gpu/LanguageModel"
+import type { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
+import type { LoraTrainer } from "@seal/gpu/LoraTrainer"
+import { deriveSeed } from "@seal/gpu/model/Sampling"
+import type { TrainingError } from "@seal/gpu/train/Trainer"
+import { Effect, Either, Schema } from "effect"
+import { exampleLength, selfEditPrompt } from "./ArcFormat.js"
+import { adaptAndSolve, type ArcInnerLoopConfig, type ArcItem, type ArcOutcome } from "./ArcInnerLoop.js"
+import type { ArcTask } from "./Grid.js"
+import { parseToolConfig, ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
+
+export const arcMethods = ["icl", "self-edit", "oracle"] as const
+export type ArcMethod = typeof arcMethods[number]
+
+export const ArcSelfEditSampling = Schema.Struct({
+  /** Configs sampled per task for the `self-edit` rows. */
+  samples: Schema.optionalWith(Schema.Int.pipe(Schema.positive()), { default: () => 2 }),
+  temperature: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative()), { default: () => 1 })
+}).annotations({ identifier: "ArcSelfEditSampling" })
+export type ArcSelfEditSampling = typeof ArcSelfEditSampling.Type
+
+/**
+ * The `oracle` row's candidates. The default spans what FEASIBILITY.md's probe found to matter
+ * (the best fixed config there: basic augmentations, output-token loss, lr 3e-3, 5 epochs).
+ */
+export const defaultOracleCandidates: ReadonlyArray<ToolConfig> = [
+  ...[false, true].flatMap((basic) =>
+    [1e-3, 3e-3].flatMap((lr) =>
+      [3, 5].map((epochs) => ({
+        data_generation: {
+          use_basic_augmentations: basic,
+          use_size_augmentations: false,
+          use_chain_augmentations: false,
+          use_repeat_augmentations: false
+        },
+        training: { strategy: "train_using_output_tokens" as const, learning_rate: lr, num_train_epochs: epochs }
+      }))
+    )
+  )
+]
+
+export interface ArcRow {
+  readonly method: string
+  /** Solved (pass@2) over (task, self-edit) pairs. */
+  readonly accuracy: number
+  readonly solved: number
+  readonly pairs: number
+  readonly tasks: number
+  /** Mean first-attempt cell accuracy. */
+  readonly cellAccuracy: number
+  /** Task ids solved at least once. */
+  readonly solvedTasks: ReadonlyArray<string>
+  /** `oracle`: the config chosen. */
+  readonly config?: string | undefined
+  /** Pairs whose config was refused (over the step limit, or no training sequence fits). */
+  readonly refused: number
+  readonly secondsPerInnerLoop: number
+}
+
+export interface ArcTaskResult {
+  readonly id: string
+  readonly selfEdits: ReadonlyArray<
+    { readonly config: string; readonly solved: boolean; readonly cellAccuracy: number }
+  >
+}
+
+const mean = (xs: ReadonlyArray<number>) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length)
+
+/** A row from the outcomes of `(task, config)` pairs. */
+export const arcRow = (
+  method: string,
+  tasks: ReadonlyArray<ArcTask>,
+  pairs: ReadonlyArray<{ readonly task: ArcTask; readonly outcome: ArcOutcome }>,
+  config?: string
+): ArcRow => ({
+  method,
+  accuracy: mean(pairs.map((p) => (p.outcome.solved ? 1 : 0))),
+  solved: pairs.filter((p) => p.outcome.solved).length,
+  pairs: pairs.length,
+  tasks: tasks.length,
+  cellAccuracy: mean(pairs.map((p) => p.outcome.cellAccuracy)),
+  solvedTasks: [...new Set(pairs.filter((p) => p.outcome.solved).map((p) => p.task.id))].sort(),
+  ...(config === undefined ? {} : { config }),
+  refused: pairs.filter((p) => p.outcome.refused !== undefined).length,
+  secondsPerInnerLoop: mean(pairs.map((p) => p.outcome.seconds))
+})
+
+/**
+ * The self-edit prompt of a task, as text for the sampler: the demonstrations that fit before
+ * the config (in order, while the prompt and a whole config stay within `maxPositions`).
+ */
+export const arcSelfEditPromptIds = (task: ArcTask, maxPositions: number): Array<number> => {
+  const room = maxPositions - toolConfigLength - 3
+  const shown: Array<ArcTask["train"][number]> = []
+  let length = 0
+  for (const example of task.train) {
+    if (length + exampleLength(example) > room) break
+    shown.push(example)
+    length += exampleLength(example)
+  }
+  return selfEditPrompt(shown)
+}
+
+/** One adapter's seed for (task, sample). */
+export const arcSeed = (base: number, task: number, sample: number) => deriveSeed(deriveSeed(base, task), sample)
+
+/** The inner loop over pairs, outcomes in pair order. */
+const solvePairs = (
+  pairs: ReadonlyArray<ArcItem>,
+  innerLoop: ArcInnerLoopConfig
+) => adaptAndSolve(pairs, innerLoop)
+
+/** `icl`: every task unadapted. */
+export const evaluateIcl = (tasks: ReadonlyArray<ArcTask>, innerLoop: ArcInnerLoopConfig) =>
+  solvePairs(tasks.map((task) => ({ task, config: undefined, seed: 0 })), innerLoop).pipe(
+    Effect.map((outcomes) => arcRow("icl", tasks, tasks.map((task, i) => ({ task, outcome: outcomes[i]! }))))
+  )
+
+/**
+ * Configs sampled from the `SelfEditSampler` in context (`samples` per task), each trained and
+ * scored: the `self-edit` row (or `seal-round-n`, by `method`), with per-task detail.
+ */
+export const evaluateSelfEdits = (
+  tasks: ReadonlyArray<ArcTask>,
+  options: {
+    readonly method: string
+    readonly sampling: ArcSelfEditSampling
+    readonly innerLoop: ArcInnerLoopConfig
+    readonly seed: number
+  }
+): Effect.Effect<
+  { readonly row: ArcRow; readonly tasks: ReadonlyArray<ArcTaskResult> },
+  TrainingError | LoraConfigError | GenerationError | SamplingError,
+  LanguageModel | LoraTrainer | SelfEditSampler
+> =>
+  Effect.gen(function*() {
+    const model = yield* LanguageModel
+    const sampler = yield* SelfEditSampler
+    const contexts = tasks.map((task) => ({
+      id: task.id,
+      prompt: model.tokenizer.decode(arcSelfEditPromptIds(task, model.config.maxPositions))
+    }))
+    const samples = yield* sampler.sample(contexts, {
+      k: options.sampling.samples,
+      temperature: options.sampling.temperature,
+      maxTokens: toolConfigLength + 1,
+      seed: options.seed
+    })
+    const items = tasks.flatMap((task, t) =>
+      samples[t]!.map((s, j) => ({
+        task,
+        text: s.text,
+        parsed: parseToolConfig(s.text),
+        seed: arcSeed(options.seed, t, j)
+      }))
+    )
+    const valid = items.filter((item) => Either.isRight(item.parsed))
+    const outcomes = yield* solvePairs(
+      valid.map((item) => ({ task: item.task, config: Either.getOrThrow(item.parsed), seed: item.seed })),
+      options.innerLoop
+    )
+    // An invalid config (possible only without the grammar mask) is a pair that failed.
+    let next = 0
+    const pairs = items.map((item) => ({
+      ...item,
+      outcome: Either.isRight(item.parsed) ? outcomes[next++]! : invalidOutcome(item.task)
+    }))
+    return {
+      row: arcRow(options.method, tasks, pairs),
+      tasks: tasks.map((task) => ({
+        id: task.id,
+        selfEdits: pairs.filter((p) => p.task === task).map((p) => ({
+          config: Either.match(p.parsed, { onLeft: () => `invalid: ${p.text.trim()}`, onRight: toolConfigKey }),
+          solved: p.outcome.solved,
+          cellAccuracy: p.outcome.cellAccuracy
+        }))
+      }))
+    }
+  })
+
+const invalidOutcome = (task: ArcTask): ArcOutcome => ({
+  attempts: task.test.map(() => []),
+  solved: false,
+  cellAccuracy: 0,
+  refused: undefined,
+  trainingSequences: 0,
+  optimizerSteps: 0,
+  finalLoss: undefined,
+  adapterId: undefined,
+  seconds: 0
+})
+
+/**
+ * `oracle`: each candidate config on every task (seeded per task), the best by tasks solved,
+ * then cell accuracy, then list order. Returns the row and every candidate's score.
+ */
+export const evaluateOracle = (
+  tasks: ReadonlyArray<ArcTask>,
+  candidates: ReadonlyArray<ToolConfig>,
+  innerLoop: ArcInnerLoopConfig,
+  seed: number
+) =>
+  Effect.gen(function*() {
+    const items = candidates.flatMap((config) => tasks.map((task, t) => ({ task, config, seed: arcSeed(seed, t, 0) })))
+    const outcomes = yield* solvePairs(items, innerLoop)
+    const rows = candidates.map((config, c) =>
+      arcRow(
+        "oracle",
+        tasks,
+        tasks.map((task, t) => ({ task, outcome: outcomes[c * tasks.length + t]! })),
+        toolConfigKey(config)
+      )
+    )
+    let best = 0
+    rows.forEach((row, c) => {
+      const b = rows[best]!
+      if (row.solved > b.solved || (row.solved === b.solved && row.cellAccuracy > b.cellAccuracy)) best = c
+    })
+    return {
+      row: rows[best]!,
+      candidates: rows.map(({ config, solved, cellAccuracy }) => ({ config, solved, cellAccuracy }))
+    }
+  })
+
+/** Decodes a list of candidate configs (e.g. from an experiment file). */
+export const OracleCandidates = Schema.Array(ToolConfig)
