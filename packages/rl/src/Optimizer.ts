@@ -37,6 +37,11 @@ export interface RoundMetrics {
   readonly updateTokensPerSecond: number
 }
 
+/** A round's metrics without its timings: what a deterministic `results.json` records. */
+export const roundResult = (
+  { secondsPerEvaluation: _s, updateTokensPerSecond: _t, ...metrics }: RoundMetrics
+): Omit<RoundMetrics, "secondsPerEvaluation" | "updateTokensPerSecond"> => metrics
+
 export type OptimizerFailure = SamplingError | RewardError | PolicyError | RunDirectoryError | JournalMismatch
 
 export class Optimizer extends Context.Tag("@seal/rl/Optimizer")<Optimizer, {

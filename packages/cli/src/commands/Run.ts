@@ -2,7 +2,7 @@ import { Command, Options } from "@effect/cli"
 import * as RunDirectory from "@seal/core/RunDirectory"
 import { LanguageModel, LoraTrainer, TensorRuntime } from "@seal/gpu"
 import * as GRPO from "@seal/rl/GRPO"
-import type { Optimizer, RoundMetrics } from "@seal/rl/Optimizer"
+import { type Optimizer, type RoundMetrics, roundResult } from "@seal/rl/Optimizer"
 import * as ReSTEM from "@seal/rl/ReSTEM"
 import * as Runner from "@seal/rl/Runner"
 import type { EvaluationReport, MethodRow } from "@seal/tasks/knowledge/Evaluation"
@@ -291,18 +291,7 @@ const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.Back
         seed,
         heldOut: heldOut.map((c) => c.id),
         table,
-        rounds: outcome.rounds.map((m) => ({
-          round: m.round,
-          contexts: m.contexts,
-          samples: m.samples,
-          rewardMean: m.rewardMean,
-          rewardStd: m.rewardStd,
-          acceptance: m.acceptance,
-          zeroVarianceGroups: m.zeroVarianceGroups,
-          selfEditTokens: m.selfEditTokens,
-          updateSteps: m.updateSteps,
-          updateLoss: m.updateLoss
-        }))
+        rounds: outcome.rounds.map(roundResult)
       }
       yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
       yield* RunDirectory.writeJson(Path.join(dir, "timings.json"), {

@@ -6,7 +6,7 @@
 import * as RunDirectory from "@seal/core/RunDirectory"
 import { LanguageModel, LoraTrainer, TensorRuntime } from "@seal/gpu"
 import * as GRPO from "@seal/rl/GRPO"
-import type { Optimizer } from "@seal/rl/Optimizer"
+import { type Optimizer, roundResult } from "@seal/rl/Optimizer"
 import * as ReSTEM from "@seal/rl/ReSTEM"
 import * as Runner from "@seal/rl/Runner"
 import {
@@ -181,17 +181,7 @@ export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: Tenso
         heldOut: Object.fromEntries(heldOut.map(([name, tasks]) => [name, tasks.map((t) => t.id)])),
         rlTasks: rl.map((t) => t.id),
         table,
-        rounds: outcome.rounds.map((m) => ({
-          round: m.round,
-          contexts: m.contexts,
-          samples: m.samples,
-          rewardMean: m.rewardMean,
-          rewardStd: m.rewardStd,
-          acceptance: m.acceptance,
-          zeroVarianceGroups: m.zeroVarianceGroups,
-          updateSteps: m.updateSteps,
-          updateLoss: m.updateLoss
-        }))
+        rounds: outcome.rounds.map(roundResult)
       }
       yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
       yield* RunDirectory.writeJson(Path.join(dir, "timings.json"), {

@@ -10,8 +10,8 @@
  * `ArcTask`s whose test pairs carry their solution outputs.
  */
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
-import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
+import { clipDetail, readJsonDataFile } from "../DataFiles.js"
 import type { ArcExample, ArcTask, Grid } from "./Grid.js"
 import { colourCount, maxGridSide } from "./Grid.js"
 
@@ -78,18 +78,13 @@ const formatFieldPath = (path: ReadonlyArray<PropertyKey>): string =>
     ""
   )
 
-// Schema prints the offending value in full; a whole grid in an error line helps nobody.
-const maxDetailLength = 200
-
-const clip = (text: string): string => text.length <= maxDetailLength ? text : `${text.slice(0, maxDetailLength)}…`
-
 /**
  * Turns the first schema issue into a `Malformed` error. The files are records keyed by task id,
  * so the first path element is the task and the rest the field inside it.
  */
 const parseErrorToArcDataError = (file: string, error: ParseResult.ParseError): ArcDataError => {
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  if (issue === undefined) return new ArcDataError({ file, reason: "Malformed", detail: clip(error.message) })
+  if (issue === undefined) return new ArcDataError({ file, reason: "Malformed", detail: clipDetail(error.message) })
   const [head, ...rest] = issue.path
   const taskId = typeof head === "string" ? head : undefined
   const fieldPath = taskId === undefined ? issue.path : rest
@@ -99,7 +94,7 @@ const parseErrorToArcDataError = (file: string, error: ParseResult.ParseError): 
     reason: "Malformed",
     taskId,
     field: fieldPath.length === 0 ? undefined : formatFieldPath(fieldPath),
-    detail: clip(text)
+    detail: clipDetail(text)
   })
 }
 
@@ -251,26 +246,9 @@ export const parseArcSet = (
     return tasks
   })
 
-/** Reads and parses a JSON file; errors name the file by its base name. */
-const readJsonFile = (path: string): Effect.Effect<unknown, ArcDataError> => {
-  const file = Path.basename(path)
-  return Effect.tryPromise({
-    try: () => Fs.readFile(path, "utf8"),
-    catch: (e) =>
-      new ArcDataError({
-        file,
-        reason: (e as NodeJS.ErrnoException)?.code === "ENOENT" ? "NotFound" : "Unreadable",
-        detail: `cannot read ${path}: ${String(e)}`
-      })
-  }).pipe(
-    Effect.flatMap((text) =>
-      Effect.try({
-        try: () => JSON.parse(text) as unknown,
-        catch: (e) => new ArcDataError({ file, reason: "InvalidJson", detail: clip(String(e)) })
-      })
-    )
-  )
-}
+/** Reads and parses a JSON file; errors name the file by its base name, as users see it. */
+const readJsonFile = (path: string): Effect.Effect<unknown, ArcDataError> =>
+  readJsonDataFile(path, (failure) => new ArcDataError(failure))
 
 /** Loads a challenges file and its solutions file as tasks in sorted id order. */
 export const loadArcSet = (

@@ -10,6 +10,7 @@ import { RewardError, TaskReward } from "@seal/core/TaskReward"
 import type * as LanguageModel from "@seal/gpu/LanguageModel"
 import type * as LoraTrainer from "@seal/gpu/LoraTrainer"
 import { Effect, Either, Layer } from "effect"
+import { asRewardError } from "../RewardFailures.js"
 import { adaptAndSolve, type ArcInnerLoopConfig, type ArcOutcome } from "./ArcInnerLoop.js"
 import type { ArcTask } from "./Grid.js"
 import { parseToolConfig } from "./ToolConfig.js"
@@ -48,14 +49,7 @@ export const make = (options: ArcRewardOptions) =>
             })
           })
           const valid = items.filter((item) => item.valid)
-          const outcomes = yield* adaptAndSolve(valid, options.innerLoop).pipe(
-            Effect.catchTags({
-              TrainingError: (e) => Effect.fail(new RewardError({ reason: "Training", detail: e.message })),
-              LoraConfigError: (e) => Effect.fail(new RewardError({ reason: "Training", detail: e.message })),
-              GenerationError: (e) => Effect.fail(new RewardError({ reason: "Evaluation", detail: e.message }))
-            }),
-            Effect.provide(context)
-          )
+          const outcomes = yield* asRewardError(adaptAndSolve(valid, options.innerLoop)).pipe(Effect.provide(context))
           let next = 0
           return items.map((item, i) => {
             const outcome = item.valid ? outcomes[next++] : undefined

@@ -7,6 +7,7 @@ import { RewardError, TaskReward } from "@seal/core/TaskReward"
 import type * as LanguageModel from "@seal/gpu/LanguageModel"
 import type * as LoraTrainer from "@seal/gpu/LoraTrainer"
 import { Effect, Layer } from "effect"
+import { asRewardError } from "../RewardFailures.js"
 import { adaptAndAnswer, type InnerLoopConfig, type KnowledgeContext, type KnowledgeFormat } from "./InnerLoop.js"
 
 export interface KnowledgeRewardOptions {
@@ -29,12 +30,7 @@ export const make = (options: KnowledgeRewardOptions) =>
               )
               : Effect.succeed({ contexts: [found], selfEdits: [r.selfEdit], seed: r.seed })
           })
-          const outcomes = yield* adaptAndAnswer(items, options.format, options.innerLoop).pipe(
-            Effect.catchTags({
-              TrainingError: (e) => Effect.fail(new RewardError({ reason: "Training", detail: e.message })),
-              LoraConfigError: (e) => Effect.fail(new RewardError({ reason: "Training", detail: e.message })),
-              GenerationError: (e) => Effect.fail(new RewardError({ reason: "Evaluation", detail: e.message }))
-            }),
+          const outcomes = yield* asRewardError(adaptAndAnswer(items, options.format, options.innerLoop)).pipe(
             Effect.provide(context)
           )
           return outcomes.map((o, i) => ({

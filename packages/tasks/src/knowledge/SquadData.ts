@@ -6,8 +6,8 @@
  * re-deriving here.
  */
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
-import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
+import { clipDetail, readJsonDataFile } from "../DataFiles.js"
 
 export const SquadQuestion = Schema.Struct({
   question: Schema.String,
@@ -73,18 +73,13 @@ const formatFieldPath = (path: ReadonlyArray<PropertyKey>): string =>
     ""
   )
 
-// Schema prints the offending value in full; a whole passage in an error line helps nobody.
-const maxDetailLength = 200
-
-const clip = (text: string): string => text.length <= maxDetailLength ? text : `${text.slice(0, maxDetailLength)}…`
-
 /**
  * Turns the first schema issue into a `Malformed` error. A top-level array's first path element
  * is the record index; the rest is the field inside that record.
  */
 export const parseErrorToSquadDataError = (file: string, error: ParseResult.ParseError): SquadDataError => {
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  if (issue === undefined) return new SquadDataError({ file, reason: "Malformed", detail: clip(error.message) })
+  if (issue === undefined) return new SquadDataError({ file, reason: "Malformed", detail: clipDetail(error.message) })
   const [head, ...rest] = issue.path
   const index = typeof head === "number" ? head : undefined
   const fieldPath = index === undefined ? issue.path : rest
@@ -94,30 +89,13 @@ export const parseErrorToSquadDataError = (file: string, error: ParseResult.Pars
     reason: "Malformed",
     index,
     field: fieldPath.length === 0 ? undefined : formatFieldPath(fieldPath),
-    detail: clip(text)
+    detail: clipDetail(text)
   })
 }
 
 /** Reads and parses a JSON file; errors name the file by its base name, as users see it. */
-export const readJsonFile = (path: string): Effect.Effect<unknown, SquadDataError> => {
-  const file = Path.basename(path)
-  return Effect.tryPromise({
-    try: () => Fs.readFile(path, "utf8"),
-    catch: (e) =>
-      new SquadDataError({
-        file,
-        reason: (e as NodeJS.ErrnoException)?.code === "ENOENT" ? "NotFound" : "Unreadable",
-        detail: `cannot read ${path}: ${String(e)}`
-      })
-  }).pipe(
-    Effect.flatMap((text) =>
-      Effect.try({
-        try: () => JSON.parse(text) as unknown,
-        catch: (e) => new SquadDataError({ file, reason: "InvalidJson", detail: clip(String(e)) })
-      })
-    )
-  )
-}
+export const readJsonFile = (path: string): Effect.Effect<unknown, SquadDataError> =>
+  readJsonDataFile(path, (failure) => new SquadDataError(failure))
 
 /** Decodes parsed JSON with `schema`, reporting the first issue by record and field. */
 export const decodeJson = <A, I>(schema: Schema.Schema<A, I>, file: string) => (json: unknown) =>
