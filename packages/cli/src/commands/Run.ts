@@ -42,7 +42,10 @@ const options = {
     Options.withDescription("Override the preset's optimizer"),
     Options.optional
   ),
-  seed: Options.integer("seed").pipe(Options.withDescription("Seeds everything in the run"), Options.withDefault(0)),
+  seed: Options.integer("seed").pipe(
+    Options.withDescription("Seeds everything in the run (default 0)"),
+    Options.optional
+  ),
   out: Options.text("out").pipe(
     Options.withDescription("Run directory to create (default: runs/run-<preset>-<time>); must be new"),
     Options.optional
@@ -57,6 +60,25 @@ const options = {
 type Args = Command.Command.ParseConfig<typeof options>
 
 const SavedRun = Schema.Struct({ experiment: Schema.Unknown, seed: Schema.Int })
+
+/** A resumed run keeps its own config, seed and directory. */
+const checkResumeArgs = (args: Args) =>
+  Option.isSome(args.config) || Option.isSome(args.out) || Option.isSome(args.optimizer) || Option.isSome(args.seed)
+    ? Effect.fail(
+      new ConfigError({
+        source: "--resume",
+        field: "",
+        detail: "a resumed run keeps its own config, seed and directory; drop --config, --out, --optimizer and --seed"
+      })
+    )
+    : Effect.void
+
+const checkSeed = (args: Args) => {
+  const seed = Option.getOrElse(args.seed, () => 0)
+  return Number.isInteger(seed) && seed >= 0
+    ? Effect.succeed(seed)
+    : Effect.fail(new ConfigError({ source: "--seed", field: "", detail: `must be an integer >= 0, got ${seed}` }))
+}
 
 const isArcInput = (json: unknown) =>
   typeof json === "object" && json !== null && (json as { task?: unknown }).task === "arc"
@@ -79,13 +101,7 @@ const resolveArcArgs = (args: Args) =>
         )
       )
       if (!isArcInput(saved.experiment)) return Option.none()
-      if (Option.isSome(args.config) || Option.isSome(args.out) || Option.isSome(args.optimizer)) {
-        return yield* new ConfigError({
-          source: "--resume",
-          field: "",
-          detail: "a resumed run keeps its own config and directory; drop --config, --out and --optimizer"
-        })
-      }
+      yield* checkResumeArgs(args)
       const experiment = yield* decodeArcExperiment(saved.experiment, file)
       return Option.some(yield* resolveArc(experiment, saved.seed, args.resume.value, file))
     }
@@ -101,34 +117,20 @@ const resolveArcArgs = (args: Args) =>
       experiment = arcPreset(args.preset)
     } else return Option.none()
     if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
-    if (!(Number.isInteger(args.seed) && args.seed >= 0)) {
-      return yield* new ConfigError({
-        source: "--seed",
-        field: "",
-        detail: `must be an integer >= 0, got ${args.seed}`
-      })
-    }
-    const dir = Option.getOrElse(
-      args.out,
-      () => Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${args.seed}`))
-    )
-    return Option.some(yield* resolveArc(experiment, args.seed, dir, source))
+    const seed = yield* checkSeed(args)
+    const dir = Option.getOrElse(args.out, () =>
+      Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${seed}`)))
+    return Option.some(yield* resolveArc(experiment, seed, dir, source))
   })
 
 /** Everything checked before any work: the config, the model's world, the split sizes. */
 const resolve = (args: Args) =>
   Effect.gen(function*() {
     let experiment: ExperimentConfig
-    let seed = args.seed
+    let seed: number
     let dir: string
     if (Option.isSome(args.resume)) {
-      if (Option.isSome(args.config) || Option.isSome(args.out) || Option.isSome(args.optimizer)) {
-        return yield* new ConfigError({
-          source: "--resume",
-          field: "",
-          detail: "a resumed run keeps its own config and directory; drop --config, --out and --optimizer"
-        })
-      }
+      yield* checkResumeArgs(args)
       dir = args.resume.value
       const file = Path.join(dir, "config.json")
       const saved = yield* RunDirectory.readJson(file).pipe(
@@ -146,12 +148,10 @@ const resolve = (args: Args) =>
         const json = yield* RunDirectory.readJson(file)
         experiment = yield* decodeExperiment(json, file)
       } else experiment = preset(args.preset as typeof presetNames[number])
+      seed = yield* checkSeed(args)
       if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
       dir = Option.getOrElse(args.out, () =>
         Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${seed}`)))
-    }
-    if (!(Number.isInteger(seed) && seed >= 0)) {
-      return yield* new ConfigError({ source: "--seed", field: "", detail: `must be an integer >= 0, got ${seed}` })
     }
     const modelDir = experiment.model ?? bundledWorldModelPath
     const { world } = yield* worldOfModel(modelDir)

@@ -48,6 +48,14 @@ export const resolveArc = (experiment: ArcExperimentConfig, seed: number, dir: s
     if (!Fs.existsSync(Path.join(modelDir, "config.json"))) {
       return yield* new ConfigError({ source, field: "model", detail: `${modelDir} is not a model directory` })
     }
+    const hf = (yield* RunDirectory.readJson(Path.join(modelDir, "config.json"))) as { vocab_size?: unknown }
+    if (hf.vocab_size !== arcTokens.length) {
+      return yield* new ConfigError({
+        source,
+        field: "model",
+        detail: `${modelDir} has a vocabulary of ${String(hf.vocab_size)}, not the ARC vocabulary's ${arcTokens.length}`
+      })
+    }
     const splits = yield* loadArcSplits(bundledDataPath)
     if (experiment.rlTasks !== undefined && experiment.rlTasks > splits.rl.length) {
       return yield* new ConfigError({
@@ -188,11 +196,15 @@ export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: Tenso
         backend: runtime.backend,
         machine: { cpus: Os.cpus().length, cpu: Os.cpus()[0]?.model ?? "unknown" },
         wallSecondsThisProcess: (performance.now() - begin) / 1000,
-        secondsPerInnerLoop: Object.fromEntries(
-          heldOut.map((
-            [name]
-          ) => [name, { icl: fixed[name]!.icl.secondsPerInnerLoop, oracle: fixed[name]!.oracle.secondsPerInnerLoop }])
-        )
+        secondsPerInnerLoop: Object.fromEntries(heldOut.map(([name]) => [name, {
+          icl: fixed[name]!.icl.secondsPerInnerLoop,
+          ...Object.fromEntries(outcome.evaluations.map((e, i) => [
+            i === 0 ? "self-edit" : roundName(i),
+            (e as Record<string, { row: ArcRow }>)[name]!.row.secondsPerInnerLoop
+          ])),
+          oracle: fixed[name]!.oracle.secondsPerInnerLoop
+        }])),
+        rounds: outcome.rounds.map(({ rewardMean: _a, rewardStd: _b, ...m }) => m)
       })
       yield* Console.log(
         ["set                method          solved   cells"]
