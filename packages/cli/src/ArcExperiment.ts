@@ -61,6 +61,16 @@ export type ArcExperimentConfigEncoded = typeof ArcExperimentConfig.Encoded
 export const decodeArcExperiment: (input: unknown, source: string) => Either.Either<ArcExperimentConfig, ConfigError> =
   decodeWith(ArcExperimentConfig)
 
+const demoOracle = (basic: boolean, learningRate: number, epochs: number) => ({
+  data_generation: {
+    use_basic_augmentations: basic,
+    use_size_augmentations: false,
+    use_chain_augmentations: false,
+    use_repeat_augmentations: false
+  },
+  training: { strategy: "train_using_output_tokens" as const, learning_rate: learningRate, num_train_epochs: epochs }
+})
+
 export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConfigEncoded } = {
   "arc-tiny": {
     task: "arc",
@@ -77,14 +87,27 @@ export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConf
       oracleCandidates: defaultOracleCandidates.slice(0, 2)
     }
   },
+  /**
+   * Both held-out sets in full; one round over 16 of the 41 RL tasks, 4 configs each. Test-time
+   * training is the cost (about 5-10 s a run on 2 cores), so the inner loop keeps 12 sequences,
+   * votes over 4 views, and the oracle searches the 3 configs FEASIBILITY.md's probe found best.
+   */
   "arc-demo": {
     task: "arc",
     name: "arc-demo",
     rounds: 1,
-    contextsPerRound: 24,
+    contextsPerRound: 16,
     restEm: { sampling: { k: 4, evalBatch: 8 } },
     grpo: { sampling: { k: 4, evalBatch: 8 } },
-    evaluation: { selfEdits: { samples: 1 }, innerLoop: { maxSequences: 16, views: 4 } }
+    evaluation: {
+      selfEdits: { samples: 1 },
+      innerLoop: { maxSequences: 12, views: 4 },
+      oracleCandidates: [
+        demoOracle(true, 3e-3, 5),
+        demoOracle(false, 3e-3, 5),
+        demoOracle(false, 1e-3, 5)
+      ]
+    }
   }
 }
 
