@@ -13,7 +13,6 @@ import { worldOfModel } from "@seal/tasks/world/WorldModel"
 import { worldEvaluationContexts, worldFormat } from "@seal/tasks/world/WorldTask"
 import { Console, Effect, Layer, Option, Schema } from "effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import {
   type ArcExperimentConfig,
@@ -25,7 +24,7 @@ import {
 import { bundledWorldModelPath } from "../Defaults.js"
 import { ConfigError, decodeExperiment, ExperimentConfig, preset, presetNames } from "../Experiment.js"
 import { executeArc, resolveArc } from "./RunArc.js"
-import { backendOption, runtimeLayer } from "./Shared.js"
+import { backendOption, runEnvironment, runtimeLayer } from "./Shared.js"
 
 const options = {
   preset: Options.choice("preset", [...presetNames, ...arcPresetNames]).pipe(
@@ -295,9 +294,7 @@ const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.Back
       }
       yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
       yield* RunDirectory.writeJson(Path.join(dir, "timings.json"), {
-        backend: runtime.backend,
-        machine: { cpus: Os.cpus().length, cpu: Os.cpus()[0]?.model ?? "unknown" },
-        wallSecondsThisProcess: (performance.now() - begin) / 1000,
+        ...runEnvironment(runtime.backend, begin),
         secondsPerInnerLoop: Object.fromEntries([
           ...fixed.table.map((t) => [t.method, t.secondsPerInnerLoop] as const),
           ...outcome.evaluations.map((e, i) =>

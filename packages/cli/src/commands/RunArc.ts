@@ -25,12 +25,11 @@ import { toolConfigMask } from "@seal/tasks/arc/ToolConfig"
 import * as LoraPolicy from "@seal/tasks/LoraPolicy"
 import { Console, Effect, Layer, Schema } from "effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { type ArcExperimentConfig, ArcExperimentConfig as ArcExperimentSchema } from "../ArcExperiment.js"
 import { bundledArcModelPath, bundledDataPath } from "../Defaults.js"
 import { ConfigError } from "../Experiment.js"
-import { runtimeLayer } from "./Shared.js"
+import { runEnvironment, runtimeLayer } from "./Shared.js"
 
 export interface ResolvedArc {
   readonly experiment: ArcExperimentConfig
@@ -193,9 +192,7 @@ export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: Tenso
       }
       yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
       yield* RunDirectory.writeJson(Path.join(dir, "timings.json"), {
-        backend: runtime.backend,
-        machine: { cpus: Os.cpus().length, cpu: Os.cpus()[0]?.model ?? "unknown" },
-        wallSecondsThisProcess: (performance.now() - begin) / 1000,
+        ...runEnvironment(runtime.backend, begin),
         secondsPerInnerLoop: Object.fromEntries(heldOut.map(([name]) => [name, {
           icl: fixed[name]!.icl.secondsPerInnerLoop,
           ...Object.fromEntries(outcome.evaluations.map((e, i) => [

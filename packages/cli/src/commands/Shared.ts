@@ -1,5 +1,6 @@
 import { Options } from "@effect/cli"
 import { TensorRuntime } from "@seal/gpu"
+import * as Os from "node:os"
 import { bundledModelPath } from "../Defaults.js"
 
 export const modelOption = Options.text("model").pipe(
@@ -13,3 +14,10 @@ export const backendOption = Options.choice("backend", ["auto", "node-gpu", "nod
 )
 
 export const runtimeLayer = (backend: TensorRuntime.BackendChoice) => TensorRuntime.layer({ backend })
+
+/** Where and how long a command ran: the head of every `timings.json`. */
+export const runEnvironment = (backend: string, begin: number) => ({
+  backend,
+  machine: { cpus: Os.cpus().length, cpu: Os.cpus()[0]?.model ?? "unknown" },
+  wallSecondsThisProcess: (performance.now() - begin) / 1000
+})
