@@ -109,14 +109,6 @@ export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: Tenso
     return yield* Effect.gen(function*() {
       const runtime = yield* TensorRuntime.TensorRuntime
       const model = yield* LanguageModel.LanguageModel
-      if (model.config.vocabSize !== arcTokens.length) {
-        return yield* new ConfigError({
-          source: r.source,
-          field: "model",
-          detail:
-            `${modelDir} has a vocabulary of ${model.config.vocabSize}, not the ARC vocabulary's ${arcTokens.length}`
-        })
-      }
       // The fixed rows, once per run: no adaptation, and the best fixed config.
       const fixedFile = Path.join(dir, "baselines.json")
       const fixed = Fs.existsSync(fixedFile)

@@ -18,7 +18,7 @@ import { deriveSeed } from "@seal/gpu/model/Sampling"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Either, Schema } from "effect"
 import { exampleLength, selfEditPrompt } from "./ArcFormat.js"
-import { adaptAndSolve, type ArcInnerLoopConfig, type ArcItem, type ArcOutcome } from "./ArcInnerLoop.js"
+import { adaptAndSolve, type ArcInnerLoopConfig, type ArcOutcome } from "./ArcInnerLoop.js"
 import type { ArcTask } from "./Grid.js"
 import { parseToolConfig, ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
 
@@ -117,15 +117,9 @@ export const arcSelfEditPromptIds = (task: ArcTask, maxPositions: number): Array
 /** One adapter's seed for (task, sample). */
 export const arcSeed = (base: number, task: number, sample: number) => deriveSeed(deriveSeed(base, task), sample)
 
-/** The inner loop over pairs, outcomes in pair order. */
-const solvePairs = (
-  pairs: ReadonlyArray<ArcItem>,
-  innerLoop: ArcInnerLoopConfig
-) => adaptAndSolve(pairs, innerLoop)
-
 /** `icl`: every task unadapted. */
 export const evaluateIcl = (tasks: ReadonlyArray<ArcTask>, innerLoop: ArcInnerLoopConfig) =>
-  solvePairs(tasks.map((task) => ({ task, config: undefined, seed: 0 })), innerLoop).pipe(
+  adaptAndSolve(tasks.map((task) => ({ task, config: undefined, seed: 0 })), innerLoop).pipe(
     Effect.map((outcomes) => arcRow("icl", tasks, tasks.map((task, i) => ({ task, outcome: outcomes[i]! }))))
   )
 
@@ -168,7 +162,7 @@ export const evaluateSelfEdits = (
       }))
     )
     const valid = items.filter((item) => Either.isRight(item.parsed))
-    const outcomes = yield* solvePairs(
+    const outcomes = yield* adaptAndSolve(
       valid.map((item) => ({ task: item.task, config: Either.getOrThrow(item.parsed), seed: item.seed })),
       options.innerLoop
     )
@@ -215,7 +209,7 @@ export const evaluateOracle = (
 ) =>
   Effect.gen(function*() {
     const items = candidates.flatMap((config) => tasks.map((task, t) => ({ task, config, seed: arcSeed(seed, t, 0) })))
-    const outcomes = yield* solvePairs(items, innerLoop)
+    const outcomes = yield* adaptAndSolve(items, innerLoop)
     const rows = candidates.map((config, c) =>
       arcRow(
         "oracle",
