@@ -2,7 +2,7 @@
  * Reading the JSON data files the tasks ship (SQuAD, ARC), with errors that name the file the
  * way users see it; each task wraps the failure in its own typed error.
  */
-import { Effect } from "effect"
+import { Effect, ParseResult } from "effect"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 
@@ -42,4 +42,24 @@ export const readJsonDataFile = <E>(
       })
     )
   )
+}
+
+/** `["train", 2, "output"]` -> `train[2].output`; `[1, 3]` -> `[1][3]`. */
+export const formatFieldPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>(
+    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
+    ""
+  )
+
+/**
+ * The first issue of a schema failure: its path in the file and its message, lower-cased to
+ * follow a location and clipped (the whole failure's message, and no path, when there is none).
+ */
+export const firstSchemaIssue = (
+  error: ParseResult.ParseError
+): { readonly path: ReadonlyArray<PropertyKey>; readonly detail: string } => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  if (issue === undefined) return { path: [], detail: clipDetail(error.message) }
+  const text = issue.message.length > 0 ? issue.message[0]!.toLowerCase() + issue.message.slice(1) : issue.message
+  return { path: issue.path, detail: clipDetail(text) }
 }

@@ -11,7 +11,7 @@
  */
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import * as Path from "node:path"
-import { clipDetail, readJsonDataFile } from "../DataFiles.js"
+import { firstSchemaIssue, formatFieldPath, readJsonDataFile } from "../DataFiles.js"
 import type { ArcExample, ArcTask, Grid } from "./Grid.js"
 import { colourCount, maxGridSide } from "./Grid.js"
 
@@ -71,30 +71,21 @@ const formatLocation = (taskId: string | undefined, field: string | undefined): 
   (taskId === undefined ? "" : `[${JSON.stringify(taskId)}]`) +
   (field === undefined || field === "" ? "" : field.startsWith("[") ? field : `.${field}`)
 
-/** `["train", 2, "output"]` -> `train[2].output`; `[1, 3]` -> `[1][3]`. */
-const formatFieldPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
-    ""
-  )
-
 /**
  * Turns the first schema issue into a `Malformed` error. The files are records keyed by task id,
  * so the first path element is the task and the rest the field inside it.
  */
 const parseErrorToArcDataError = (file: string, error: ParseResult.ParseError): ArcDataError => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  if (issue === undefined) return new ArcDataError({ file, reason: "Malformed", detail: clipDetail(error.message) })
-  const [head, ...rest] = issue.path
+  const { path, detail } = firstSchemaIssue(error)
+  const [head, ...rest] = path
   const taskId = typeof head === "string" ? head : undefined
-  const fieldPath = taskId === undefined ? issue.path : rest
-  const text = issue.message.length > 0 ? issue.message[0]!.toLowerCase() + issue.message.slice(1) : issue.message
+  const fieldPath = taskId === undefined ? path : rest
   return new ArcDataError({
     file,
     reason: "Malformed",
     taskId,
     field: fieldPath.length === 0 ? undefined : formatFieldPath(fieldPath),
-    detail: clipDetail(text)
+    detail
   })
 }
 

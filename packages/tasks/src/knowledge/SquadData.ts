@@ -7,7 +7,7 @@
  */
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import * as Path from "node:path"
-import { clipDetail, readJsonDataFile } from "../DataFiles.js"
+import { firstSchemaIssue, formatFieldPath, readJsonDataFile } from "../DataFiles.js"
 
 export const SquadQuestion = Schema.Struct({
   question: Schema.String,
@@ -66,30 +66,21 @@ export class SquadDataError extends Data.TaggedError("SquadDataError")<{
 const formatLocation = (index: number | undefined, field: string | undefined): string =>
   (index === undefined ? "" : `[${index}]`) + (field === undefined || field === "" ? "" : `.${field}`)
 
-/** `["questions", 2, "answer"]` -> `questions[2].answer`. */
-const formatFieldPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
-    ""
-  )
-
 /**
  * Turns the first schema issue into a `Malformed` error. A top-level array's first path element
  * is the record index; the rest is the field inside that record.
  */
 export const parseErrorToSquadDataError = (file: string, error: ParseResult.ParseError): SquadDataError => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  if (issue === undefined) return new SquadDataError({ file, reason: "Malformed", detail: clipDetail(error.message) })
-  const [head, ...rest] = issue.path
+  const { path, detail } = firstSchemaIssue(error)
+  const [head, ...rest] = path
   const index = typeof head === "number" ? head : undefined
-  const fieldPath = index === undefined ? issue.path : rest
-  const text = issue.message.length > 0 ? issue.message[0]!.toLowerCase() + issue.message.slice(1) : issue.message
+  const fieldPath = index === undefined ? path : rest
   return new SquadDataError({
     file,
     reason: "Malformed",
     index,
     field: fieldPath.length === 0 ? undefined : formatFieldPath(fieldPath),
-    detail: clipDetail(text)
+    detail
   })
 }
 
