@@ -16,11 +16,11 @@ import type { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import type { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { deriveSeed } from "@seal/gpu/model/Sampling"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { exampleLength, selfEditPrompt } from "./ArcFormat.js"
-import { adaptAndSolve, type ArcInnerLoopConfig, type ArcOutcome } from "./ArcInnerLoop.js"
+import { adaptAndSolve, type ArcInnerLoopConfig, type ArcOutcome, solveSelfEdits } from "./ArcInnerLoop.js"
 import type { ArcTask } from "./Grid.js"
-import { parseToolConfig, ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
+import { ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
 
 export const arcMethods = ["icl", "self-edit", "oracle"] as const
 export type ArcMethod = typeof arcMethods[number]
@@ -154,48 +154,22 @@ export const evaluateSelfEdits = (
       seed: options.seed
     })
     const items = tasks.flatMap((task, t) =>
-      samples[t]!.map((s, j) => ({
-        task,
-        text: s.text,
-        parsed: parseToolConfig(s.text),
-        seed: arcSeed(options.seed, t, j)
-      }))
+      samples[t]!.map((s, j) => ({ task, selfEdit: s.text, seed: arcSeed(options.seed, t, j) }))
     )
-    const valid = items.filter((item) => Either.isRight(item.parsed))
-    const outcomes = yield* adaptAndSolve(
-      valid.map((item) => ({ task: item.task, config: Either.getOrThrow(item.parsed), seed: item.seed })),
-      options.innerLoop
-    )
-    // An invalid config (possible only without the grammar mask) is a pair that failed.
-    let next = 0
-    const pairs = items.map((item) => ({
-      ...item,
-      outcome: Either.isRight(item.parsed) ? outcomes[next++]! : invalidOutcome(item.task)
-    }))
+    const solved = yield* solveSelfEdits(items, options.innerLoop)
+    const pairs = items.map((item, i) => ({ ...item, ...solved[i]! }))
     return {
       row: arcRow(options.method, tasks, pairs),
       tasks: tasks.map((task) => ({
         id: task.id,
         selfEdits: pairs.filter((p) => p.task === task).map((p) => ({
-          config: Either.match(p.parsed, { onLeft: () => `invalid: ${p.text.trim()}`, onRight: toolConfigKey }),
+          config: p.config === undefined ? `invalid: ${p.selfEdit.trim()}` : toolConfigKey(p.config),
           solved: p.outcome.solved,
           cellAccuracy: p.outcome.cellAccuracy
         }))
       }))
     }
   })
-
-const invalidOutcome = (task: ArcTask): ArcOutcome => ({
-  attempts: task.test.map(() => []),
-  solved: false,
-  cellAccuracy: 0,
-  refused: undefined,
-  trainingSequences: 0,
-  optimizerSteps: 0,
-  finalLoss: undefined,
-  adapterId: undefined,
-  seconds: 0
-})
 
 /**
  * `oracle`: each candidate config on every task (seeded per task), the best by tasks solved,

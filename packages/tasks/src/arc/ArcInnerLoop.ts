@@ -17,7 +17,7 @@ import { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { generate } from "@seal/gpu/model/Generate"
 import { adaptersWithinBudget } from "@seal/gpu/train/MemoryBudget"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
 import { LoraTargets } from "../knowledge/InnerLoop.js"
 import { decodeGrid, gridLength } from "./ArcFormat.js"
 import { ids } from "./ArcVocabulary.js"
@@ -25,7 +25,7 @@ import { invertibleViews } from "./Augmenters.js"
 import type { ArcTask, Grid } from "./Grid.js"
 import { maxGridSide } from "./Grid.js"
 import { testTimeSequences } from "./TestTimeData.js"
-import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
+import { maxTrainingSteps, optimizerSteps, parseToolConfig, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
 import { attempts, cellAccuracy, queryViews, solvedByAttempts } from "./Voting.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
@@ -148,6 +148,20 @@ const loraConfig = (config: ArcInnerLoopConfig) => ({
   targets: [...config.targets]
 })
 
+/** An outcome without a prediction (`fields` say why). */
+const unsolvedOutcome = (task: ArcTask, fields: Partial<ArcOutcome> = {}): ArcOutcome => ({
+  attempts: task.test.map(() => []),
+  solved: false,
+  cellAccuracy: 0,
+  refused: undefined,
+  trainingSequences: 0,
+  optimizerSteps: 0,
+  finalLoss: undefined,
+  adapterId: undefined,
+  seconds: 0,
+  ...fields
+})
+
 interface Prepared {
   readonly item: ArcItem
   readonly sequences: ReturnType<typeof testTimeSequences>
@@ -187,17 +201,12 @@ export const adaptAndSolve = (
       return { item, sequences, steps, refused }
     })
     const outcomes = new Array<ArcOutcome>(items.length)
-    const unsolved = (p: Prepared): ArcOutcome => ({
-      attempts: p.item.task.test.map(() => []),
-      solved: false,
-      cellAccuracy: 0,
-      refused: p.refused,
-      trainingSequences: p.sequences.length,
-      optimizerSteps: p.steps,
-      finalLoss: undefined,
-      adapterId: undefined,
-      seconds: 0
-    })
+    const unsolved = (p: Prepared): ArcOutcome =>
+      unsolvedOutcome(p.item.task, {
+        refused: p.refused,
+        trainingSequences: p.sequences.length,
+        optimizerSteps: p.steps
+      })
     const toTrain: Array<number> = []
     for (const [i, p] of prepared.entries()) {
       if (p.refused !== undefined) outcomes[i] = unsolved(p)
@@ -254,4 +263,33 @@ export const adaptAndSolve = (
       })
     }
     return outcomes
+  })
+
+/**
+ * Self-edits as text through the inner loop, outcomes in item order with the config each parsed
+ * to. A text that is not a valid tool config (possible only without the grammar mask) is not
+ * trained and solves nothing: reward 0, as in the reference.
+ */
+export const solveSelfEdits = (
+  items: ReadonlyArray<{ readonly task: ArcTask; readonly selfEdit: string; readonly seed: number }>,
+  config: ArcInnerLoopConfig
+): Effect.Effect<
+  Array<{ readonly config: ToolConfig | undefined; readonly outcome: ArcOutcome }>,
+  TrainingError | LoraConfigError | GenerationError,
+  LanguageModel | LoraTrainer
+> =>
+  Effect.gen(function*() {
+    const configs = items.map((item) => Either.getOrUndefined(parseToolConfig(item.selfEdit)))
+    const outcomes = yield* adaptAndSolve(
+      items.flatMap((item, i) => {
+        const parsed = configs[i]
+        return parsed === undefined ? [] : [{ task: item.task, config: parsed, seed: item.seed }]
+      }),
+      config
+    )
+    let next = 0
+    return items.map((item, i) => ({
+      config: configs[i],
+      outcome: configs[i] === undefined ? unsolvedOutcome(item.task) : outcomes[next++]!
+    }))
   })

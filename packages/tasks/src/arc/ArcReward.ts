@@ -9,11 +9,10 @@
 import { RewardError, TaskReward } from "@seal/core/TaskReward"
 import type * as LanguageModel from "@seal/gpu/LanguageModel"
 import type * as LoraTrainer from "@seal/gpu/LoraTrainer"
-import { Effect, Either, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { asRewardError } from "../RewardFailures.js"
-import { adaptAndSolve, type ArcInnerLoopConfig, type ArcOutcome } from "./ArcInnerLoop.js"
+import { type ArcInnerLoopConfig, type ArcOutcome, solveSelfEdits } from "./ArcInnerLoop.js"
 import type { ArcTask } from "./Grid.js"
-import { parseToolConfig } from "./ToolConfig.js"
 
 export type ArcRewardKind = "solved" | "cells"
 
@@ -35,33 +34,21 @@ export const make = (options: ArcRewardOptions) =>
         Effect.gen(function*() {
           const items = yield* Effect.forEach(requests, (r) => {
             const task = options.tasks.get(r.contextId)
-            if (task === undefined) {
-              return Effect.fail(
+            return task === undefined
+              ? Effect.fail(
                 new RewardError({ reason: "UnknownContext", contextId: r.contextId, detail: "no such ARC task" })
               )
-            }
-            const parsed = parseToolConfig(r.selfEdit)
-            return Effect.succeed({
-              task,
-              config: Either.getOrUndefined(parsed),
-              seed: r.seed,
-              valid: Either.isRight(parsed)
-            })
+              : Effect.succeed({ task, selfEdit: r.selfEdit, seed: r.seed })
           })
-          const valid = items.filter((item) => item.valid)
-          const outcomes = yield* asRewardError(adaptAndSolve(valid, options.innerLoop)).pipe(Effect.provide(context))
-          let next = 0
-          return items.map((item, i) => {
-            const outcome = item.valid ? outcomes[next++] : undefined
-            return {
-              contextId: requests[i]!.contextId,
-              reward: outcome === undefined ? 0 : arcReward(outcome, options.reward),
-              correct: outcome?.solved === true ? 1 : 0,
-              total: 1,
-              seconds: outcome?.seconds ?? 0,
-              adapterId: outcome?.adapterId
-            }
-          })
+          const solved = yield* asRewardError(solveSelfEdits(items, options.innerLoop)).pipe(Effect.provide(context))
+          return solved.map(({ outcome }, i) => ({
+            contextId: requests[i]!.contextId,
+            reward: arcReward(outcome, options.reward),
+            correct: outcome.solved ? 1 : 0,
+            total: 1,
+            seconds: outcome.seconds,
+            adapterId: outcome.adapterId
+          }))
         })
     })
   })
