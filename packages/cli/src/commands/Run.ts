@@ -84,13 +84,18 @@ const isArcInput = (json: unknown) =>
 
 const isArcPreset = (name: string): name is ArcPresetName => (arcPresetNames as ReadonlyArray<string>).includes(name)
 
-/**
- * The ARC experiment the arguments ask for (an ARC preset, a config file with `"task": "arc"`,
- * or a resumed ARC run), resolved before any work; none for a knowledge experiment.
- */
-const resolveArcArgs = (args: Args) =>
+/** What the arguments name, read once: a resumed run's saved experiment, a config file or a preset. */
+interface Input {
+  readonly source: string
+  /** The experiment as JSON; undefined for a preset. */
+  readonly json: unknown
+  readonly resumed: { readonly dir: string; readonly seed: number } | undefined
+}
+
+const readInput = (args: Args): Effect.Effect<Input, ConfigError | RunDirectory.RunDirectoryError> =>
   Effect.gen(function*() {
     if (Option.isSome(args.resume)) {
+      yield* checkResumeArgs(args)
       const file = Path.join(args.resume.value, "config.json")
       const saved = yield* RunDirectory.readJson(file).pipe(
         Effect.flatMap((j) =>
@@ -99,59 +104,49 @@ const resolveArcArgs = (args: Args) =>
           )
         )
       )
-      if (!isArcInput(saved.experiment)) return Option.none()
-      yield* checkResumeArgs(args)
-      const experiment = yield* decodeArcExperiment(saved.experiment, file)
-      return Option.some(yield* resolveArc(experiment, saved.seed, args.resume.value, file))
+      return { source: file, json: saved.experiment, resumed: { dir: args.resume.value, seed: saved.seed } }
     }
-    let experiment: ArcExperimentConfig
-    let source: string
     if (Option.isSome(args.config)) {
-      const json = yield* RunDirectory.readJson(args.config.value)
-      if (!isArcInput(json)) return Option.none()
-      source = args.config.value
-      experiment = yield* decodeArcExperiment(json, source)
-    } else if (isArcPreset(args.preset)) {
-      source = `preset ${args.preset}`
-      experiment = arcPreset(args.preset)
-    } else return Option.none()
-    if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
+      return { source: args.config.value, json: yield* RunDirectory.readJson(args.config.value), resumed: undefined }
+    }
+    return { source: `preset ${args.preset}`, json: undefined, resumed: undefined }
+  })
+
+/** An ARC experiment: an ARC preset, a config with `"task": "arc"`, or a resumed ARC run. */
+const isArcRun = (args: Args, input: Input) =>
+  input.json === undefined ? isArcPreset(args.preset) : isArcInput(input.json)
+
+/** The seed and directory: a resumed run's own, or from the flags. */
+const seedAndDir = (args: Args, input: Input, name: string) =>
+  Effect.gen(function*() {
+    if (input.resumed !== undefined) return input.resumed
     const seed = yield* checkSeed(args)
-    const dir = Option.getOrElse(args.out, () =>
-      Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${seed}`)))
-    return Option.some(yield* resolveArc(experiment, seed, dir, source))
+    const dir = Option.getOrElse(
+      args.out,
+      () => Path.join("runs", RunDirectory.timestampedName(`run-${name}-s${seed}`))
+    )
+    return { seed, dir }
+  })
+
+/** Everything an ARC run checks before any work. */
+const resolveArcInput = (args: Args, input: Input) =>
+  Effect.gen(function*() {
+    let experiment: ArcExperimentConfig = input.json === undefined
+      ? arcPreset(args.preset as ArcPresetName)
+      : yield* decodeArcExperiment(input.json, input.source)
+    if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
+    const { seed, dir } = yield* seedAndDir(args, input, experiment.name)
+    return yield* resolveArc(experiment, seed, dir, input.source)
   })
 
 /** Everything checked before any work: the config, the model's world, the split sizes. */
-const resolve = (args: Args) =>
+const resolve = (args: Args, input: Input) =>
   Effect.gen(function*() {
-    let experiment: ExperimentConfig
-    let seed: number
-    let dir: string
-    if (Option.isSome(args.resume)) {
-      yield* checkResumeArgs(args)
-      dir = args.resume.value
-      const file = Path.join(dir, "config.json")
-      const saved = yield* RunDirectory.readJson(file).pipe(
-        Effect.flatMap((j) =>
-          Schema.decodeUnknown(SavedRun)(j).pipe(
-            Effect.mapError((e) => new ConfigError({ source: file, field: "", detail: e.message }))
-          )
-        )
-      )
-      experiment = yield* decodeExperiment(saved.experiment, file)
-      seed = saved.seed
-    } else {
-      if (Option.isSome(args.config)) {
-        const file = args.config.value
-        const json = yield* RunDirectory.readJson(file)
-        experiment = yield* decodeExperiment(json, file)
-      } else experiment = preset(args.preset as typeof presetNames[number])
-      seed = yield* checkSeed(args)
-      if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
-      dir = Option.getOrElse(args.out, () =>
-        Path.join("runs", RunDirectory.timestampedName(`run-${experiment.name}-s${seed}`)))
-    }
+    let experiment: ExperimentConfig = input.json === undefined
+      ? preset(args.preset as typeof presetNames[number])
+      : yield* decodeExperiment(input.json, input.source)
+    if (Option.isSome(args.optimizer)) experiment = { ...experiment, optimizer: args.optimizer.value }
+    const { seed, dir } = yield* seedAndDir(args, input, experiment.name)
     const modelDir = experiment.model ?? bundledWorldModelPath
     const { world } = yield* worldOfModel(modelDir)
     const sizes = [
@@ -161,8 +156,7 @@ const resolve = (args: Args) =>
     for (const [field, wanted, available] of sizes) {
       if (wanted > available) {
         return yield* new ConfigError({
-          source: Option.getOrElse(args.config, () =>
-            `preset ${experiment.name}`),
+          source: Option.getOrElse(args.config, () => `preset ${experiment.name}`),
           field,
           detail: `${wanted} asked, but the model's world has ${available}`
         })
@@ -318,9 +312,11 @@ const execute = (r: Resolved, resume: boolean, backendChoice: TensorRuntime.Back
 
 export const runCommand = Command.make("run", options, (args) =>
   Effect.gen(function*() {
-    const arc = yield* resolveArcArgs(args)
-    if (Option.isSome(arc)) return yield* executeArc(arc.value, Option.isSome(args.resume), args.backend)
-    const resolved = yield* resolve(args)
+    const input = yield* readInput(args)
+    if (isArcRun(args, input)) {
+      return yield* executeArc(yield* resolveArcInput(args, input), Option.isSome(args.resume), args.backend)
+    }
+    const resolved = yield* resolve(args, input)
     yield* execute(resolved, Option.isSome(args.resume), args.backend)
   })).pipe(
     Command.withDescription(
