@@ -37,6 +37,14 @@ const ArchitectureFields = Schema.Struct({
   model_type: Schema.optional(Schema.String)
 })
 
+/** seal-ts's grid-position extension (`ModelConfig.gridPositions`), snake-cased in `config.json`. */
+const SealGridPositions = Schema.Struct({
+  row_end_id: Schema.Int.pipe(Schema.nonNegative()),
+  segment_start_ids: Schema.Array(Schema.Int.pipe(Schema.nonNegative())),
+  max_rows: PositiveInt,
+  max_columns: PositiveInt
+})
+
 /** The fields of `config.json` we read; transformers' defaults are applied after decoding. */
 const HfConfigFields = Schema.Struct({
   vocab_size: PositiveInt,
@@ -55,7 +63,8 @@ const HfConfigFields = Schema.Struct({
   mlp_bias: Schema.optional(Schema.Boolean),
   hidden_act: Schema.optional(Schema.String),
   bos_token_id: Schema.optional(TokenIds),
-  eos_token_id: Schema.optional(TokenIds)
+  eos_token_id: Schema.optional(TokenIds),
+  seal_grid_positions: Schema.optional(SealGridPositions)
 })
 
 const WeightIndex = Schema.Struct({
@@ -167,6 +176,17 @@ export const parseHfConfig = (json: unknown, file: string = "config.json"): Eith
       )
     }
     const headDim = c.head_dim ?? c.hidden_size / numHeads
+    const grid = c.seal_grid_positions
+    if (grid !== undefined && [grid.row_end_id, ...grid.segment_start_ids].some((id) => id >= c.vocab_size)) {
+      return yield* Either.left(
+        new CheckpointError({
+          file,
+          field: "seal_grid_positions",
+          reason: "Malformed",
+          detail: `a grid token id is not below vocab_size ${c.vocab_size}`
+        })
+      )
+    }
 
     const config: ModelConfig = {
       architecture,
@@ -182,7 +202,15 @@ export const parseHfConfig = (json: unknown, file: string = "config.json"): Eith
       ropeTheta: c.rope_theta ?? 10000,
       tieEmbeddings: c.tie_word_embeddings ?? false,
       // Qwen2 always has q/k/v biases (its config has no switch); Llama only when it says so.
-      attentionBias: architecture === "qwen2" ? true : c.attention_bias ?? false
+      attentionBias: architecture === "qwen2" ? true : c.attention_bias ?? false,
+      ...(grid === undefined ? {} : {
+        gridPositions: {
+          rowEndId: grid.row_end_id,
+          segmentStartIds: grid.segment_start_ids,
+          maxRows: grid.max_rows,
+          maxColumns: grid.max_columns
+        }
+      })
     }
     return {
       config,
@@ -364,7 +392,15 @@ export const modelConfigJson = (
     hidden_act: "silu",
     bos_token_id: special.bosId ?? null,
     eos_token_id: special.eosId ?? null,
-    torch_dtype: "float32"
+    torch_dtype: "float32",
+    ...(config.gridPositions === undefined ? {} : {
+      seal_grid_positions: {
+        row_end_id: config.gridPositions.rowEndId,
+        segment_start_ids: config.gridPositions.segmentStartIds,
+        max_rows: config.gridPositions.maxRows,
+        max_columns: config.gridPositions.maxColumns
+      }
+    })
   }
 }
 

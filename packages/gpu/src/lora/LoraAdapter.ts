@@ -256,6 +256,11 @@ export const hashDeviceWeights = (w: TransformerWeights): string => {
     { name: WeightNames.finalNorm, tensor: w.finalNorm, transposed: false }
   ]
   if (!config.tieEmbeddings) entries.push({ name: WeightNames.lmHead, tensor: w.lmHead, transposed: true })
+  if (w.grid !== undefined) {
+    entries.push({ name: WeightNames.gridRows, tensor: w.grid.rows, transposed: false })
+    entries.push({ name: WeightNames.gridColumns, tensor: w.grid.columns, transposed: false })
+    entries.push({ name: WeightNames.gridSegments, tensor: w.grid.segments, transposed: false })
+  }
   w.layers.forEach((layer, i) => {
     const n = WeightNames.layer(i)
     entries.push({ name: n.inputNorm, tensor: layer.inputNorm, transposed: false })

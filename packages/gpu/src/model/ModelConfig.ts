@@ -22,6 +22,22 @@ export interface ModelConfig {
   readonly tieEmbeddings: boolean
   /** Qwen2 has biases on q, k and v. */
   readonly attentionBias: boolean
+  /**
+   * A seal-ts extension for grid-shaped text (ARC): learnt embeddings of each token's row, column
+   * and segment, added to its token embedding (see `GridPositions.ts`). Absent in every
+   * Hugging Face or GGUF model.
+   */
+  readonly gridPositions?: GridPositions | undefined
+}
+
+/** How tokens are placed on a grid: which token ends a row and which start a new grid. */
+export interface GridPositions {
+  readonly rowEndId: number
+  /** Tokens that start segment `index + 1` (segment 0 is before any), each at row 0, column 0. */
+  readonly segmentStartIds: ReadonlyArray<number>
+  /** Embedded rows and columns; a larger index shares the last embedding. */
+  readonly maxRows: number
+  readonly maxColumns: number
 }
 
 /** A tensor held in host memory, row-major, float32. */
@@ -37,6 +53,9 @@ export const WeightNames = {
   embed: "model.embed_tokens.weight",
   finalNorm: "model.norm.weight",
   lmHead: "lm_head.weight",
+  gridRows: "model.embed_grid_rows.weight",
+  gridColumns: "model.embed_grid_columns.weight",
+  gridSegments: "model.embed_grid_segments.weight",
   layer: (i: number) => ({
     inputNorm: `model.layers.${i}.input_layernorm.weight`,
     postAttentionNorm: `model.layers.${i}.post_attention_layernorm.weight`,
@@ -60,6 +79,12 @@ export const expectedWeightShapes = (config: ModelConfig): Map<string, ReadonlyA
   shapes.set(WeightNames.embed, [vocabSize, d])
   shapes.set(WeightNames.finalNorm, [d])
   if (!config.tieEmbeddings) shapes.set(WeightNames.lmHead, [vocabSize, d])
+  const grid = config.gridPositions
+  if (grid !== undefined) {
+    shapes.set(WeightNames.gridRows, [grid.maxRows, d])
+    shapes.set(WeightNames.gridColumns, [grid.maxColumns, d])
+    shapes.set(WeightNames.gridSegments, [grid.segmentStartIds.length + 1, d])
+  }
   for (let i = 0; i < config.numLayers; i++) {
     const n = WeightNames.layer(i)
     shapes.set(n.inputNorm, [d])

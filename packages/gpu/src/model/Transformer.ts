@@ -1,4 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core"
+import type { GridCursor } from "./GridPositions.js"
+import { placeBatch } from "./GridPositions.js"
 import type { ModelConfig, WeightMap } from "./ModelConfig.js"
 import { expectedWeightShapes, WeightNames } from "./ModelConfig.js"
 
@@ -32,9 +34,17 @@ export interface TransformerWeights {
   /** `[d, vocab]`; for tied embeddings, the transposed embedding. */
   readonly lmHead: tf.Tensor2D
   readonly layers: ReadonlyArray<LayerWeights>
+  /** Row, column and segment embeddings `[n, d]`, present when `config.gridPositions` is. */
+  readonly grid?: GridEmbeddings | undefined
   /** RoPE tables `[maxPositions, headDim]` (each frequency repeated for both halves). */
   readonly ropeCos: tf.Tensor2D
   readonly ropeSin: tf.Tensor2D
+}
+
+export interface GridEmbeddings {
+  readonly rows: tf.Tensor2D
+  readonly columns: tf.Tensor2D
+  readonly segments: tf.Tensor2D
 }
 
 /**
@@ -95,9 +105,15 @@ export const createTransformerWeights = (config: ModelConfig, weights: WeightMap
       })
     }
     const { cos, sin } = ropeTables(config)
+    const grid = config.gridPositions === undefined ? undefined : {
+      rows: upload(WeightNames.gridRows) as tf.Tensor2D,
+      columns: upload(WeightNames.gridColumns) as tf.Tensor2D,
+      segments: upload(WeightNames.gridSegments) as tf.Tensor2D
+    }
     return {
       config,
       embed,
+      ...(grid === undefined ? {} : { grid }),
       finalNorm: upload(WeightNames.finalNorm) as tf.Tensor1D,
       lmHead: config.tieEmbeddings ? keep(tf.transpose(embed)) : transposed(WeightNames.lmHead),
       layers,
@@ -116,6 +132,7 @@ export const transformerTensors = (w: TransformerWeights): Array<tf.Tensor> => [
   w.lmHead,
   w.ropeCos,
   w.ropeSin,
+  ...(w.grid === undefined ? [] : [w.grid.rows, w.grid.columns, w.grid.segments]),
   ...w.layers.flatMap((l) => [
     l.inputNorm,
     l.postAttentionNorm,
@@ -171,6 +188,8 @@ export interface KvCache {
   readonly keys: ReadonlyArray<tf.Tensor4D>
   readonly values: ReadonlyArray<tf.Tensor4D>
   readonly length: number
+  /** Per row, where the next token sits on the grid (models with `gridPositions`). */
+  readonly grid?: ReadonlyArray<GridCursor> | undefined
 }
 
 export const disposeKvCache = (cache: KvCache): void => {
@@ -231,6 +250,21 @@ export const forward = (w: TransformerWeights, input: ForwardInput): ForwardOutp
   }
 
   let hidden: tf.Tensor = tf.gather(w.embed, input.ids)
+  let gridCursors: ReadonlyArray<GridCursor> | undefined
+  if (w.grid !== undefined && config.gridPositions !== undefined) {
+    // Places follow from the ids (and, with a cache, the cursor after the cached tokens); ids
+    // are small int tensors, so reading them back costs little next to the forward pass.
+    const placed = placeBatch(config.gridPositions, input.ids.dataSync(), [batch, steps], input.cache?.grid)
+    gridCursors = placed.cursors
+    const lookup = (table: tf.Tensor2D, index: Int32Array) =>
+      tf.gather(table, tf.tensor2d(index, [batch, steps], "int32"))
+    hidden = tf.addN([
+      hidden,
+      lookup(w.grid.rows, placed.indices.rows),
+      lookup(w.grid.columns, placed.indices.columns),
+      lookup(w.grid.segments, placed.indices.segments)
+    ])
+  }
   const keys: Array<tf.Tensor4D> = []
   const values: Array<tf.Tensor4D> = []
   for (let i = 0; i < config.numLayers; i++) {
@@ -261,19 +295,23 @@ export const forward = (w: TransformerWeights, input: ForwardInput): ForwardOutp
     tf.matMul(tf.reshape(normed, [-1, config.hiddenSize]) as tf.Tensor2D, w.lmHead),
     [batch, rows, config.vocabSize]
   ) as tf.Tensor3D
-  return { logits, cache: { keys, values, length: (input.cache?.length ?? 0) + steps } }
+  const length = (input.cache?.length ?? 0) + steps
+  return { logits, cache: { keys, values, length, ...(gridCursors === undefined ? {} : { grid: gridCursors }) } }
 }
 
 const silu = (x: tf.Tensor): tf.Tensor => tf.mul(x, tf.sigmoid(x))
 
 /** `forward` inside its own `tf.tidy`, keeping only the logits and the new cache. */
 export const forwardKept = (w: TransformerWeights, input: ForwardInput): ForwardOutput => {
+  let grid: ReadonlyArray<GridCursor> | undefined
   const kept = tf.tidy(() => {
     const out = forward(w, input)
+    grid = out.cache.grid
     return { logits: out.logits, keys: [...out.cache.keys], values: [...out.cache.values] }
   })
+  const length = (input.cache?.length ?? 0) + input.ids.shape[1]
   return {
     logits: kept.logits,
-    cache: { keys: kept.keys, values: kept.values, length: (input.cache?.length ?? 0) + input.ids.shape[1] }
+    cache: { keys: kept.keys, values: kept.values, length, ...(grid === undefined ? {} : { grid }) }
   }
 }

@@ -441,6 +441,11 @@ export const trainFull = (
     const lmHead = config.tieEmbeddings ? undefined : asVariable(base.lmHead, WeightNames.lmHead, true)
     if (config.tieEmbeddings) base.lmHead.dispose()
     const finalNorm = asVariable(base.finalNorm, WeightNames.finalNorm, false)
+    const grid = base.grid === undefined ? undefined : {
+      rows: asVariable(base.grid.rows, WeightNames.gridRows, false),
+      columns: asVariable(base.grid.columns, WeightNames.gridColumns, false),
+      segments: asVariable(base.grid.segments, WeightNames.gridSegments, false)
+    }
     const layers: Array<LayerWeights> = base.layers.map((l, i) => {
       const n = WeightNames.layer(i)
       const proj = Object.fromEntries(
@@ -464,6 +469,7 @@ export const trainFull = (
       embed,
       finalNorm,
       layers,
+      grid,
       lmHead: lmHead ?? (tf.transpose(embed) as tf.Tensor2D)
     })
     const upload = (suffix: string) =>
@@ -503,7 +509,7 @@ export const trainFull = (
     )
     return {
       ...stats,
-      weights: downloadWeights(config, { ...base, embed, finalNorm, layers, lmHead: lmHead ?? embed }),
+      weights: downloadWeights(config, { ...base, embed, finalNorm, layers, grid, lmHead: lmHead ?? embed }),
       moments: finalMoments
     }
   } finally {
@@ -533,6 +539,11 @@ export const downloadWeights = (config: ModelConfig, w: TransformerWeights): Wei
   put(WeightNames.embed, w.embed, false)
   put(WeightNames.finalNorm, w.finalNorm, false)
   if (!config.tieEmbeddings) put(WeightNames.lmHead, w.lmHead, true)
+  if (w.grid !== undefined) {
+    put(WeightNames.gridRows, w.grid.rows, false)
+    put(WeightNames.gridColumns, w.grid.columns, false)
+    put(WeightNames.gridSegments, w.grid.segments, false)
+  }
   w.layers.forEach((l, i) => {
     const n = WeightNames.layer(i)
     put(n.inputNorm, l.inputNorm, false)
