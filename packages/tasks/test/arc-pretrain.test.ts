@@ -15,7 +15,15 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll } from "vitest"
 import { loadNamedArcSet } from "../src/arc/ArcData.js"
-import { arcTokenizer, exampleIds, exampleLength, gridIds, gridLength, gridText } from "../src/arc/ArcFormat.js"
+import {
+  arcGridPositions,
+  arcTokenizer,
+  exampleIds,
+  exampleLength,
+  gridIds,
+  gridLength,
+  gridText
+} from "../src/arc/ArcFormat.js"
 import {
   type ArcPretrainConfig,
   type ArcPretrainConfigEncoded,
@@ -32,6 +40,7 @@ import { type ArcSplits, arcSplits, loadArcSplits, smallTaskCells } from "../src
 import { ids } from "../src/arc/ArcVocabulary.js"
 import { invertibleViews } from "../src/arc/Augmenters.js"
 import { type ArcExample, type ArcTask, demonstrationCells, type Grid, makeGrid } from "../src/arc/Grid.js"
+import { parseToolConfig, toolConfigKey } from "../src/arc/ToolConfig.js"
 import { PretrainError } from "../src/PretrainRun.js"
 
 const dataDir = fileURLToPath(new URL("../../../data/", import.meta.url))
@@ -220,6 +229,18 @@ describe("packPairs", () => {
     expect(packPairs([one, two], 1)).toBeUndefined()
   })
 
+  it("with a tool config: the pairs leave it room, then `config`, the config and EOS, all targets but `config`", () => {
+    const configIds = [40, 41, 30, 31]
+    const pairs = [one, two, oneAgain]
+    const packed = packPairs(pairs, 1000, configIds)!
+    expect(packed.ids).toEqual([ids.bos, ...pairs.flatMap(exampleIds), ids.config, ...configIds, ids.eos])
+    expect(packed.labelMask).toEqual([...expectedMask(pairs), 0, 1, 1, 1, 1, 1])
+    // 1 + 7 + 15 + 6 = 29: the last pair needs 7 more tokens than that.
+    expect(packPairs(pairs, 35, configIds)!.ids).toHaveLength(29)
+    expect(packPairs(pairs, 36, configIds)!.ids).toHaveLength(36)
+    expect(packPairs([one, two], 28, configIds)).toBeUndefined()
+  })
+
   it("packs real tasks into valid sequences", () => {
     const tokenizer = arcTokenizer()
     for (const task of splits.pretrain.slice(0, 40)) {
@@ -374,13 +395,14 @@ describe("decodeArcPretrainConfig", () => {
     const defaults = decode({})
     expect(Object.keys(defaults).sort()).toEqual(["model", "seed", "training"])
     expect(Object.keys(defaults.model).sort()).toEqual(
-      ["hiddenSize", "intermediateSize", "maxPositions", "numHeads", "numLayers", "ropeTheta"]
+      ["gridPositions", "hiddenSize", "intermediateSize", "maxPositions", "numHeads", "numLayers", "ropeTheta"]
     )
     expect(Object.keys(defaults.training).sort()).toEqual([
       "batchSequences",
       "beta1",
       "beta2",
       "checkpointEverySteps",
+      "configShare",
       "gradientClip",
       "learningRate",
       "microBatchTokens",
@@ -391,7 +413,7 @@ describe("decodeArcPretrainConfig", () => {
       "weightDecay"
     ])
     for (const [field, value] of [...Object.entries(defaults.model), ...Object.entries(defaults.training)]) {
-      expect(Number.isFinite(value), field).toBe(true)
+      expect(field === "gridPositions" ? typeof value === "boolean" : Number.isFinite(value), field).toBe(true)
     }
     expect(defaults.seed).toBe(0)
     expect(decode(JSON.parse(JSON.stringify(defaults)))).toEqual(defaults)
@@ -413,6 +435,8 @@ describe("decodeArcPretrainConfig", () => {
       [{ model: { hiddenSze: 16 } }, "config: model.hiddenSze", /is unexpected/],
       [{ model: { numHeads: 3 } }, "config: model", /multiple of numHeads/],
       [{ model: { maxPositions: 0 } }, "config: model.maxPositions", /positive/],
+      [{ model: { gridPositions: "yes" } }, "config: model.gridPositions", /boolean/],
+      [{ training: { configShare: 1.5 } }, "config: training.configShare", /1/],
       [{ trainig: { passes: 2 } }, "config: trainig", /is unexpected/],
       // A world config is not an ARC config.
       [{ training: { mainPasses: 2 } }, "config: training.mainPasses", /is unexpected/],
@@ -457,9 +481,39 @@ describe("prepareArcPretraining", () => {
       headDim: 8,
       intermediateSize: 32,
       maxPositions: 256,
-      tieEmbeddings: true
+      tieEmbeddings: true,
+      gridPositions: arcGridPositions
     })
+    expect(setupOf(decode({ ...config, model: { ...config.model, gridPositions: false } }), tasks).modelConfig)
+      .not.toHaveProperty("gridPositions")
     expect(a.tokenizer.vocabSize).toBe(arcTokenizer().vocabSize)
+  })
+
+  it("ends `configShare` of the sequences with a uniformly drawn, valid tool config", () => {
+    const tokenizer = arcTokenizer()
+    const setupWith = (share: number) =>
+      setupOf(decode({ ...config, training: { ...config.training, configShare: share } }), tasks)
+    const withConfig = (share: number) => setupWith(share).examples.filter((e) => e.ids.includes(ids.config))
+    expect(withConfig(0)).toEqual([])
+    // Every view is kept: one too long to leave room for a config goes without.
+    expect(setupWith(1).stats.sequences).toBe(setupWith(0).stats.sequences)
+    const all = withConfig(1)
+    expect(all.length).toBeGreaterThan(setupWith(1).stats.sequences * 0.6)
+    const keys = new Set<string>()
+    for (const example of all) {
+      const at = example.ids.indexOf(ids.config)
+      expect(example.ids[example.ids.length - 1]).toBe(ids.eos)
+      const text = tokenizer.decode(example.ids.slice(at + 1, -1))
+      const parsed = parseToolConfig(text)
+      expect(Either.isRight(parsed), text).toBe(true)
+      if (Either.isRight(parsed)) keys.add(toolConfigKey(parsed.right))
+      expect(example.labelMask.slice(at)).toEqual([0, ...example.ids.slice(at + 1).map(() => 1)])
+    }
+    // Uniform over 1,600 configs: the draws are nearly all distinct.
+    expect(keys.size).toBeGreaterThan(all.length * 0.8)
+    const quarter = withConfig(0.25).length / all.length
+    expect(quarter).toBeGreaterThan(0.1)
+    expect(quarter).toBeLessThan(0.4)
   })
 
   it("a task's sequences do not depend on which other tasks are present", () => {

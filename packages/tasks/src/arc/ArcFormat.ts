@@ -16,6 +16,7 @@
  * self-edit prompt is BOS, the demonstrations and `config`, after which the model writes a tool
  * config in JSON words.
  */
+import type { GridPositions } from "@seal/gpu/model/ModelConfig"
 import type { WordLevelTokenizer } from "@seal/gpu/tokenizer/WordLevel"
 import { makeWordLevelTokenizer } from "@seal/gpu/tokenizer/WordLevel"
 import type { TokenizedExample } from "@seal/gpu/train/Loss"
@@ -23,6 +24,18 @@ import { Either } from "effect"
 import { arcTokens, ids, specialTokens } from "./ArcVocabulary.js"
 import type { ArcExample, Grid } from "./Grid.js"
 import { colourCount, maxGridSide } from "./Grid.js"
+
+/**
+ * Where ARC tokens sit on their grid, for models with grid-position embeddings: BOS, `in`, `out`
+ * and `config` each start a segment; rows and columns run 0-30 (a 30-wide row's row end is at
+ * column 30, the `end` after a 30-row grid at row 30).
+ */
+export const arcGridPositions: GridPositions = {
+  rowEndId: ids.rowEnd,
+  segmentStartIds: [ids.bos, ids.input, ids.output, ids.config],
+  maxRows: maxGridSide + 1,
+  maxColumns: maxGridSide + 1
+}
 
 let tokenizer: WordLevelTokenizer | undefined
 

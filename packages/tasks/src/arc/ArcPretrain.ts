@@ -29,7 +29,7 @@ import {
   type PretrainSpec,
   runPretraining
 } from "../PretrainRun.js"
-import { arcTokenizer, exampleIds, exampleLength } from "./ArcFormat.js"
+import { arcGridPositions, arcTokenizer, exampleIds, exampleLength } from "./ArcFormat.js"
 import type { ArcSplits } from "./ArcSplits.js"
 import { ids } from "./ArcVocabulary.js"
 import {
@@ -40,11 +40,18 @@ import {
   shuffleExamples
 } from "./Augmenters.js"
 import type { ArcExample, ArcTask } from "./Grid.js"
+import { allToolConfigs, toolConfigText } from "./ToolConfig.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
 const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
 
-export const ArcPretrainModel = pretrainModelSchema({ maxPositions: 512 })
+export const ArcPretrainModel = Schema.extend(
+  pretrainModelSchema({ maxPositions: 512 }),
+  Schema.Struct({
+    /** Learnt row, column and segment embeddings (`arcGridPositions`) beside RoPE. */
+    gridPositions: Schema.optionalWith(Schema.Boolean, { default: () => true })
+  })
+).annotations({ identifier: "ArcPretrainModel" })
 
 export const ArcPretrainTraining = Schema.Struct({
   /** Passes over the pretraining tasks; every pass draws fresh views. */
@@ -53,6 +60,12 @@ export const ArcPretrainTraining = Schema.Struct({
   viewsPerTask: Schema.optionalWith(PositiveInt, { default: () => 4 }),
   /** Sequences per optimizer step. */
   batchSequences: Schema.optionalWith(PositiveInt, { default: () => 16 }),
+  /**
+   * Share of sequences that end with `config` and a tool config drawn uniformly from the grammar
+   * (loss on the config): the generator of self-edits then starts from a uniform prior over valid
+   * configs instead of from words pretraining taught it never to predict.
+   */
+  configShare: Schema.optionalWith(Schema.Number.pipe(Schema.between(0, 1)), { default: () => 0.25 }),
   /** Padded tokens per micro-batch: bounds memory, not the result. */
   microBatchTokens: Schema.optionalWith(PositiveInt, { default: () => 4096 }),
   ...optimizerSettingsFields({
@@ -83,11 +96,16 @@ export const decodeArcPretrainConfig: (
 /**
  * One pretraining sequence from a task's pairs (already transformed): BOS, then pairs in order
  * while they fit `maxTokens`, skipping any that would not. Targets: the output grid and `end` of
- * every pair after the first. Undefined when fewer than two pairs fit.
+ * every pair after the first. With `configIds` (a tool config's tokens), the pairs are followed
+ * by `config`, the config and EOS, all targets but `config`. Undefined when fewer than two pairs fit.
  */
-export const packPairs = (pairs: ReadonlyArray<ArcExample>, maxTokens: number): TokenizedExample | undefined => {
+export const packPairs = (
+  pairs: ReadonlyArray<ArcExample>,
+  maxTokens: number,
+  configIds?: ReadonlyArray<number>
+): TokenizedExample | undefined => {
   const chosen: Array<ArcExample> = []
-  let length = 1
+  let length = 1 + (configIds === undefined ? 0 : configIds.length + 2)
   for (const pair of pairs) {
     const n = exampleLength(pair)
     if (length + n > maxTokens) continue
@@ -106,6 +124,10 @@ export const packPairs = (pairs: ReadonlyArray<ArcExample>, maxTokens: number): 
       labelMask.push(index > 0 && t > outputAt ? 1 : 0)
     }
   })
+  if (configIds !== undefined) {
+    sequence.push(ids.config, ...configIds, ids.eos)
+    labelMask.push(0, ...configIds.map(() => 1), 1)
+  }
   return { ids: sequence, labelMask }
 }
 
@@ -146,8 +168,12 @@ export const prepareArcPretraining = (
   tasks: ReadonlyArray<ArcTask>
 ): Either.Either<ArcPretrainSetup, PretrainError> => {
   const tokenizer = arcTokenizer()
-  const modelConfig = pretrainModelConfig(config.model, tokenizer.vocabSize)
+  const modelConfig: ModelConfig = {
+    ...pretrainModelConfig(config.model, tokenizer.vocabSize),
+    ...(config.model.gridPositions ? { gridPositions: arcGridPositions } : {})
+  }
   const t = config.training
+  const configs = allToolConfigs()
   const examples: Array<TokenizedExample> = []
   const passRanges: Array<Array<number>> = []
   const used = new Set<string>()
@@ -156,7 +182,13 @@ export const prepareArcPretraining = (
     for (const task of tasks) {
       for (let view = 0; view < t.viewsPerTask; view++) {
         const rng = makeRng(mixSeed(config.seed, stringHash(task.id), pass, view))
-        const sequence = packPairs(randomView(task, rng), config.model.maxPositions)
+        const pairs = randomView(task, rng)
+        const configIds = rng() < t.configShare
+          ? tokenizer.encode(toolConfigText(configs[Math.floor(rng() * configs.length)]!), { addBos: false })
+          : undefined
+        // A view too long to leave room for a config is kept without one.
+        const sequence = packPairs(pairs, config.model.maxPositions, configIds) ??
+          packPairs(pairs, config.model.maxPositions)
         if (sequence === undefined) continue
         used.add(task.id)
         indices.push(examples.length)
