@@ -17,6 +17,12 @@ export const seal = (...args: Array<string>): Run => {
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr }
 }
 
+/**
+ * `seal` without blocking the test worker: a long run made with `seal` (spawnSync) stalls the
+ * worker's event loop, and vitest reports an RPC timeout after 60 s even when the test passes.
+ */
+export const sealRun = (...args: Array<string>): Promise<Run> => sealAsync(args)
+
 /** Runs `seal` without blocking; `onStart` gets the child (e.g. to kill it). */
 export const sealAsync = (
   args: ReadonlyArray<string>,
