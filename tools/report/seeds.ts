@@ -5,6 +5,9 @@
  *
  *     npx tsx tools/report/seeds.ts runs/run-knowledge-demo-s0-... runs/run-knowledge-demo-s1-... ...
  *     npx tsx tools/report/seeds.ts results/knowledge-demo/rest-em-s*.json results/knowledge-demo/grpo-s*.json
+ *
+ * ARC results (rows with a held-out `set`) get one table per optimizer instead: per set and
+ * method, the tasks solved in each seed, and the first attempt's cell accuracy as mean ± std.
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -12,6 +15,12 @@ import * as Path from "node:path"
 interface Row {
   readonly method: string
   readonly accuracy: number
+  /** ARC only. */
+  readonly set?: string
+  readonly solved?: number
+  readonly pairs?: number
+  readonly cellAccuracy?: number
+  readonly solvedTasks?: ReadonlyArray<string>
 }
 interface Results {
   readonly optimizer: string
@@ -37,6 +46,32 @@ const byOptimizer = new Map<string, Array<Results>>()
 for (const r of runs) byOptimizer.set(r.optimizer, [...(byOptimizer.get(r.optimizer) ?? []), r])
 const methods = [...new Set(runs.flatMap((r) => r.table.map((t) => t.method)))]
 const optimizers = [...byOptimizer.keys()]
+
+/** ARC: one table per optimizer, rows per (set, method). */
+const arcTables = (): string =>
+  optimizers.map((o) => {
+    const group = byOptimizer.get(o)!
+    const keys = [...new Set(group.flatMap((r) => r.table.map((t) => `${t.set}\t${t.method}`)))]
+    const lines = [
+      `${o}, seeds ${group.map((r) => r.seed).join(", ")}:`,
+      "",
+      "| set | method | solved per seed | tasks solved | cells right |",
+      "|---|---|---|---|---|"
+    ]
+    for (const key of keys) {
+      const [set, method] = key.split("\t")
+      const rows = group.map((r) => r.table.find((t) => t.set === set && t.method === method)!)
+      const solved = rows.map((t) => `${t.solved}/${t.pairs}`).join(", ")
+      const ids = [...new Set(rows.flatMap((t) => t.solvedTasks ?? []))].join(", ") || "none"
+      lines.push(`| ${set} | ${method} | ${solved} | ${ids} | ${pct(rows.map((t) => t.cellAccuracy ?? 0))}% |`)
+    }
+    return lines.join("\n")
+  }).join("\n\n")
+
+if (runs.every((r) => r.table.every((t) => t.set !== undefined))) {
+  console.log(arcTables())
+  process.exit(0)
+}
 
 const lines = [
   `| method | ${
