@@ -25,7 +25,7 @@ const place = (ids: ReadonlyArray<number>) => {
     columns: new Int32Array(ids.length),
     segments: new Int32Array(ids.length)
   }
-  const cursor = placeTokens(scheme, ids, 0, ids.length, gridStart, out, 0)
+  const cursor = placeTokens(scheme, ids, 0, ids.length, gridStart, out)
   return { rows: [...out.rows], columns: [...out.columns], segments: [...out.segments], cursor }
 }
 

@@ -25,8 +25,8 @@ export interface GridIndices {
 }
 
 /**
- * Fills `out` at `[at, at + length)` with the places of `ids[offset, offset + length)` and returns
- * the cursor after them.
+ * Fills `out` at `[offset, offset + length)` with the places of the same span of `ids` and
+ * returns the cursor after them.
  */
 export const placeTokens = (
   scheme: GridPositions,
@@ -34,8 +34,7 @@ export const placeTokens = (
   offset: number,
   length: number,
   cursor: GridCursor,
-  out: GridIndices,
-  at: number
+  out: GridIndices
 ): GridCursor => {
   let { column, row, segment } = cursor
   for (let i = 0; i < length; i++) {
@@ -46,9 +45,9 @@ export const placeTokens = (
       row = 0
       column = 0
     }
-    out.rows[at + i] = Math.min(row, scheme.maxRows - 1)
-    out.columns[at + i] = Math.min(column, scheme.maxColumns - 1)
-    out.segments[at + i] = segment
+    out.rows[offset + i] = Math.min(row, scheme.maxRows - 1)
+    out.columns[offset + i] = Math.min(column, scheme.maxColumns - 1)
+    out.segments[offset + i] = segment
     if (start >= 0) continue
     if (id === scheme.rowEndId) {
       row++
@@ -77,7 +76,7 @@ export const placeBatch = (
   }
   const after: Array<GridCursor> = []
   for (let b = 0; b < batch; b++) {
-    after.push(placeTokens(scheme, ids, b * steps, steps, cursors?.[b] ?? gridStart, indices, b * steps))
+    after.push(placeTokens(scheme, ids, b * steps, steps, cursors?.[b] ?? gridStart, indices))
   }
   return { indices, cursors: after }
 }
