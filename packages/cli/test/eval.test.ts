@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { expectOneLineError, seal, sealRun } from "./support/Cli.js"
+import { expectOneLineError, seal, sealAsync } from "./support/Cli.js"
 
 /**
  * `seal eval` end to end: the knowledge-tiny comparison on the bundled world model (with its
@@ -23,7 +23,17 @@ const readResults = (out: string) => JSON.parse(fs.readFileSync(path.join(out, "
 describe("seal eval", () => {
   it("knowledge-tiny: the four rows, probes and a lower-triangular continual-edits matrix", async () => {
     const out = path.join(dir, "tiny")
-    const run = await sealRun("eval", "--preset", "knowledge-tiny", "--seed", "1", "--out", out, "--backend", "wasm")
+    const run = await sealAsync([
+      "eval",
+      "--preset",
+      "knowledge-tiny",
+      "--seed",
+      "1",
+      "--out",
+      out,
+      "--backend",
+      "wasm"
+    ])
     expect(run.code, run.stderr).toBe(0)
     const results = readResults(out)
     expect(results.table.map((r: { method: string }) => r.method)).toEqual([
@@ -70,7 +80,7 @@ describe("seal eval", () => {
       })
     )
     const out = path.join(dir, "squad")
-    const run = await sealRun(
+    const run = await sealAsync([
       "eval",
       "--squad",
       "--model",
@@ -83,7 +93,7 @@ describe("seal eval", () => {
       out,
       "--backend",
       "wasm"
-    )
+    ])
     expect(run.code, run.stderr).toBe(0)
     const results = readResults(out)
     expect(results.task).toBe("squad")

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { expectOneLineError, type Run, seal, sealAsync, sealRun } from "./support/Cli.js"
+import { expectOneLineError, type Run, seal, sealAsync } from "./support/Cli.js"
 
 // Settings that make stories260K memorise an unseen sentence (see gpu/test/lora-stories.test.ts).
 const sentence = "The purple robot named Zibbo sang to the moon every Tuesday."
@@ -18,11 +18,11 @@ describe("seal lora-train", () => {
     data = path.join(dir, "sentence.jsonl")
     fs.writeFileSync(data, JSON.stringify({ text: sentence }) + "\n")
     adapter = path.join(dir, "adapter")
-    trained = await sealRun(
+    trained = await sealAsync([
       "lora-train",
       ...["--data", data, "--out", adapter, "--steps", "30", "--lr", "1e-2", "--rank", "8", "--alpha", "16"],
       ...["--targets", "all", "--seed", "1"]
-    )
+    ])
   })
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 

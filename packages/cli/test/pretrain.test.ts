@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { expectOneLineError, type Run, sealAsync, sealRun } from "./support/Cli.js"
+import { expectOneLineError, type Run, sealAsync } from "./support/Cli.js"
 
 /** A refusal: the one-line error, and no training step was run. */
 const expectRefused = (run: Run, pattern: RegExp) => {
@@ -38,7 +38,7 @@ describe("seal pretrain", () => {
     configFile = path.join(dir, "tiny.json")
     fs.writeFileSync(configFile, JSON.stringify(tinyConfig))
     out = path.join(dir, "run")
-    trained = await sealRun("pretrain", "--config", configFile, "--out", out, "--backend", "cpu")
+    trained = await sealAsync(["pretrain", "--config", configFile, "--out", out, "--backend", "cpu"])
   })
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 

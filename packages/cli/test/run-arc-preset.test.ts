@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { sealRun } from "./support/Cli.js"
+import { sealAsync } from "./support/Cli.js"
 
 /**
  * `seal run --preset arc-tiny` end to end on the bundled ARC model (models/arc-base): the rows of
@@ -19,7 +19,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 describe("seal run --preset arc-tiny", () => {
   it("writes icl, self-edit, seal and oracle rows with the task ids used", async () => {
     const out = path.join(dir, "run")
-    const run = await sealRun("run", "--preset", "arc-tiny", "--seed", "0", "--out", out, "--backend", "wasm")
+    const run = await sealAsync(["run", "--preset", "arc-tiny", "--seed", "0", "--out", out, "--backend", "wasm"])
     expect(run.code, run.stderr).toBe(0)
     const results = JSON.parse(fs.readFileSync(path.join(out, "results.json"), "utf8"))
     expect(results.task).toBe("arc")

@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll } from "vitest"
-import { expectOneLineError, type Run, sealAsync, sealRun } from "./support/Cli.js"
+import { expectOneLineError, type Run, sealAsync } from "./support/Cli.js"
 
 /**
  * `seal run` on few-shot ARC end to end, on the cpu backend, with a tiny ARC model pretrained
@@ -110,7 +110,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(fs.realpathSync("/tmp"), "seal-run-arc-"))
   const modelConfig = path.join(dir, "tiny-model.json")
   fs.writeFileSync(modelConfig, JSON.stringify(tinyModel))
-  const pretrained = await sealRun(
+  const pretrained = await sealAsync([
     "pretrain",
     "--task",
     "arc",
@@ -120,7 +120,7 @@ beforeAll(async () => {
     path.join(dir, "pretrain"),
     "--backend",
     "cpu"
-  )
+  ])
   if (pretrained.code !== 0) throw new Error(`seal pretrain --task arc failed:\n${pretrained.stderr}`)
   model = path.join(dir, "pretrain", "model")
   configFile = path.join(dir, "arc.json")
@@ -255,7 +255,7 @@ describe("seal run on an ARC config", () => {
     expect(fs.existsSync(path.join(killed, "results.json"))).toBe(false)
     expect(fs.existsSync(path.join(killed, "rounds", "round-01", "round.json"))).toBe(false)
 
-    const resumed = await sealRun("run", "--resume", killed, "--backend", "cpu")
+    const resumed = await sealAsync(["run", "--resume", killed, "--backend", "cpu"])
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain(`run: custom-arc, rest-em, 1 round(s), seed 0, directory ${killed}`)
     // The baselines came from the killed process, the rest from the resumed one: the same

@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { expectOneLineError, type Run, seal, sealAsync, sealRun } from "./support/Cli.js"
+import { expectOneLineError, type Run, seal, sealAsync } from "./support/Cli.js"
 
 /**
  * `seal run` end to end on the bundled world model with the knowledge-tiny preset: results, the
@@ -34,7 +34,7 @@ describe("seal run --preset knowledge-tiny", () => {
       out: string
     ) => ["run", "--preset", "knowledge-tiny", "--seed", "3", "--out", out, "--backend", "wasm"]
 
-    const first = await sealRun(...args(whole))
+    const first = await sealAsync(args(whole))
     expect(first.code, first.stderr).toBe(0)
     const results = JSON.parse(fs.readFileSync(path.join(whole, "results.json"), "utf8"))
     expect(results.table.map((r: { method: string }) => r.method)).toEqual([
@@ -72,7 +72,7 @@ describe("seal run --preset knowledge-tiny", () => {
     expect(recorded).toBeLessThan(32)
     expect(fs.existsSync(path.join(killed, "results.json"))).toBe(false)
 
-    const resumed = await sealRun("run", "--resume", killed, "--backend", "wasm")
+    const resumed = await sealAsync(["run", "--resume", killed, "--backend", "wasm"])
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(fs.readFileSync(path.join(killed, "results.json"), "utf8")).toBe(
       fs.readFileSync(path.join(whole, "results.json"), "utf8")
@@ -94,7 +94,7 @@ describe("seal run --preset knowledge-tiny", () => {
     })
     expect(stopped.code === 130 || stopped.signal === "SIGINT", `${stopped.code} ${stopped.signal}`).toBe(true)
     expect(fs.existsSync(path.join(interruptedDir, "results.json"))).toBe(false)
-    const again = await sealRun("run", "--resume", interruptedDir, "--backend", "wasm")
+    const again = await sealAsync(["run", "--resume", interruptedDir, "--backend", "wasm"])
     expect(again.code, again.stderr).toBe(0)
     expect(fs.readFileSync(path.join(interruptedDir, "results.json"), "utf8")).toBe(
       fs.readFileSync(path.join(whole, "results.json"), "utf8")
@@ -118,7 +118,7 @@ describe("seal run --preset knowledge-tiny", () => {
       })
     )
     const out = path.join(dir, "two-roles")
-    const run = await sealRun("run", "--config", config, "--out", out, "--backend", "wasm")
+    const run = await sealAsync(["run", "--config", config, "--out", out, "--backend", "wasm"])
     expect(run.code, run.stderr).toBe(0)
     const saved = JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8"))
     expect(saved.generatorModel).toBe(copy)

@@ -12,16 +12,14 @@ export interface Run {
   readonly stderr: string
 }
 
+/**
+ * For quick commands only: `spawnSync` stalls the test worker's event loop, and vitest reports an
+ * RPC timeout (an error that fails the run) once that lasts 60 s. Await `sealAsync` for whole runs.
+ */
 export const seal = (...args: Array<string>): Run => {
   const result = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 300_000 })
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr }
 }
-
-/**
- * `seal` without blocking the test worker: a long run made with `seal` (spawnSync) stalls the
- * worker's event loop, and vitest reports an RPC timeout after 60 s even when the test passes.
- */
-export const sealRun = (...args: Array<string>): Promise<Run> => sealAsync(args)
 
 /** Runs `seal` without blocking; `onStart` gets the child (e.g. to kill it). */
 export const sealAsync = (
