@@ -92,8 +92,8 @@ describe("grid positions", () => {
 
       // Zeroing the column table changes the logits: the embeddings are in the forward pass.
       const zeroed = new Map(host)
-      const columns = host.get(WeightNames.gridColumns)!
-      zeroed.set(WeightNames.gridColumns, { shape: columns.shape, data: new Float32Array(columns.data.length) })
+      const columns = host.get(WeightNames.grid.columns)!
+      zeroed.set(WeightNames.grid.columns, { shape: columns.shape, data: new Float32Array(columns.data.length) })
       const plain = createTransformerWeights(config, zeroed)
       const a = causalLogits(weights, prompt)
       const b = causalLogits(plain, prompt)
@@ -115,9 +115,9 @@ describe("grid positions", () => {
       const b = result.weights.get(name)!.data
       return a.some((x, i) => x !== b[i])
     }
-    expect(changed(WeightNames.gridRows)).toBe(true)
-    expect(changed(WeightNames.gridColumns)).toBe(true)
-    expect(changed(WeightNames.gridSegments)).toBe(true)
+    expect(changed(WeightNames.grid.rows)).toBe(true)
+    expect(changed(WeightNames.grid.columns)).toBe(true)
+    expect(changed(WeightNames.grid.segments)).toBe(true)
 
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "seal-grid-"))
     try {
@@ -139,8 +139,8 @@ describe("grid positions", () => {
         }).pipe(Effect.zipRight(loadHfDirectory(dir)))
       )
       expect(loaded.config.gridPositions).toEqual(scheme)
-      expect([...loaded.weights.get(WeightNames.gridColumns)!.data]).toEqual([
-        ...weights.get(WeightNames.gridColumns)!.data
+      expect([...loaded.weights.get(WeightNames.grid.columns)!.data]).toEqual([
+        ...weights.get(WeightNames.grid.columns)!.data
       ])
     } finally {
       Fs.rmSync(dir, { recursive: true, force: true })

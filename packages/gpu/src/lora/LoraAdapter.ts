@@ -5,7 +5,7 @@ import type { HostTensor, ModelConfig, WeightMap } from "../model/ModelConfig.js
 import { WeightNames } from "../model/ModelConfig.js"
 import { deriveSeed, makeRng } from "../model/Sampling.js"
 import type { ProjectionHook, ProjectionName, TransformerWeights } from "../model/Transformer.js"
-import { projectionNames } from "../model/Transformer.js"
+import { gridTableNames, projectionNames } from "../model/Transformer.js"
 
 /**
  * LoRA adapters (Hu et al. 2021) as plain values: `W x + scale · B A x` for a chosen subset of
@@ -256,10 +256,9 @@ export const hashDeviceWeights = (w: TransformerWeights): string => {
     { name: WeightNames.finalNorm, tensor: w.finalNorm, transposed: false }
   ]
   if (!config.tieEmbeddings) entries.push({ name: WeightNames.lmHead, tensor: w.lmHead, transposed: true })
-  if (w.grid !== undefined) {
-    entries.push({ name: WeightNames.gridRows, tensor: w.grid.rows, transposed: false })
-    entries.push({ name: WeightNames.gridColumns, tensor: w.grid.columns, transposed: false })
-    entries.push({ name: WeightNames.gridSegments, tensor: w.grid.segments, transposed: false })
+  const grid = w.grid
+  if (grid !== undefined) {
+    for (const [table, name] of gridTableNames) entries.push({ name, tensor: grid[table], transposed: false })
   }
   w.layers.forEach((layer, i) => {
     const n = WeightNames.layer(i)

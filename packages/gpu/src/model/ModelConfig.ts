@@ -53,9 +53,12 @@ export const WeightNames = {
   embed: "model.embed_tokens.weight",
   finalNorm: "model.norm.weight",
   lmHead: "lm_head.weight",
-  gridRows: "model.embed_grid_rows.weight",
-  gridColumns: "model.embed_grid_columns.weight",
-  gridSegments: "model.embed_grid_segments.weight",
+  /** The grid-position tables (`ModelConfig.gridPositions`). */
+  grid: {
+    rows: "model.embed_grid_rows.weight",
+    columns: "model.embed_grid_columns.weight",
+    segments: "model.embed_grid_segments.weight"
+  },
   layer: (i: number) => ({
     inputNorm: `model.layers.${i}.input_layernorm.weight`,
     postAttentionNorm: `model.layers.${i}.post_attention_layernorm.weight`,
@@ -81,9 +84,9 @@ export const expectedWeightShapes = (config: ModelConfig): Map<string, ReadonlyA
   if (!config.tieEmbeddings) shapes.set(WeightNames.lmHead, [vocabSize, d])
   const grid = config.gridPositions
   if (grid !== undefined) {
-    shapes.set(WeightNames.gridRows, [grid.maxRows, d])
-    shapes.set(WeightNames.gridColumns, [grid.maxColumns, d])
-    shapes.set(WeightNames.gridSegments, [grid.segmentStartIds.length + 1, d])
+    shapes.set(WeightNames.grid.rows, [grid.maxRows, d])
+    shapes.set(WeightNames.grid.columns, [grid.maxColumns, d])
+    shapes.set(WeightNames.grid.segments, [grid.segmentStartIds.length + 1, d])
   }
   for (let i = 0; i < config.numLayers; i++) {
     const n = WeightNames.layer(i)

@@ -41,11 +41,15 @@ export interface TransformerWeights {
   readonly ropeSin: tf.Tensor2D
 }
 
-export interface GridEmbeddings {
-  readonly rows: tf.Tensor2D
-  readonly columns: tf.Tensor2D
-  readonly segments: tf.Tensor2D
-}
+export type GridTable = keyof typeof WeightNames.grid
+export type GridEmbeddings = Readonly<Record<GridTable, tf.Tensor2D>>
+
+/** Each grid table with its canonical weight name. */
+export const gridTableNames = Object.entries(WeightNames.grid) as ReadonlyArray<readonly [GridTable, string]>
+
+/** One value per grid table, made from the table's key and canonical weight name. */
+export const gridTables = <T>(make: (table: GridTable, name: string) => T): Record<GridTable, T> =>
+  Object.fromEntries(gridTableNames.map(([table, name]) => [table, make(table, name)])) as Record<GridTable, T>
 
 /**
  * Per-projection extra output, e.g. a LoRA delta `(x @ A^T) @ B^T * scale`. `x` is the
@@ -105,11 +109,9 @@ export const createTransformerWeights = (config: ModelConfig, weights: WeightMap
       })
     }
     const { cos, sin } = ropeTables(config)
-    const grid = config.gridPositions === undefined ? undefined : {
-      rows: upload(WeightNames.gridRows) as tf.Tensor2D,
-      columns: upload(WeightNames.gridColumns) as tf.Tensor2D,
-      segments: upload(WeightNames.gridSegments) as tf.Tensor2D
-    }
+    const grid = config.gridPositions === undefined
+      ? undefined
+      : gridTables((_, name) => upload(name) as tf.Tensor2D)
     return {
       config,
       embed,
@@ -132,7 +134,7 @@ export const transformerTensors = (w: TransformerWeights): Array<tf.Tensor> => [
   w.lmHead,
   w.ropeCos,
   w.ropeSin,
-  ...(w.grid === undefined ? [] : [w.grid.rows, w.grid.columns, w.grid.segments]),
+  ...(w.grid === undefined ? [] : Object.values(w.grid)),
   ...w.layers.flatMap((l) => [
     l.inputNorm,
     l.postAttentionNorm,
@@ -258,12 +260,8 @@ export const forward = (w: TransformerWeights, input: ForwardInput): ForwardOutp
     gridCursors = placed.cursors
     const lookup = (table: tf.Tensor2D, index: Int32Array) =>
       tf.gather(table, tf.tensor2d(index, [batch, steps], "int32"))
-    hidden = tf.addN([
-      hidden,
-      lookup(w.grid.rows, placed.indices.rows),
-      lookup(w.grid.columns, placed.indices.columns),
-      lookup(w.grid.segments, placed.indices.segments)
-    ])
+    const grid = w.grid
+    hidden = tf.addN([hidden, ...gridTableNames.map(([table]) => lookup(grid[table], placed.indices[table]))])
   }
   const keys: Array<tf.Tensor4D> = []
   const values: Array<tf.Tensor4D> = []

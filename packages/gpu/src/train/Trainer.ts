@@ -13,7 +13,7 @@ import type { HostTensor, ModelConfig, WeightMap } from "../model/ModelConfig.js
 import { expectedWeightShapes, WeightNames } from "../model/ModelConfig.js"
 import { deriveSeed, makeRng, shuffleInPlace } from "../model/Sampling.js"
 import type { LayerWeights, ProjectionHook, TransformerWeights } from "../model/Transformer.js"
-import { createTransformerWeights, forward, projectionNames } from "../model/Transformer.js"
+import { createTransformerWeights, forward, gridTableNames, gridTables, projectionNames } from "../model/Transformer.js"
 import type { AdamWHyper, AdamWState } from "./AdamW.js"
 import {
   adamWUpdate,
@@ -441,11 +441,10 @@ export const trainFull = (
     const lmHead = config.tieEmbeddings ? undefined : asVariable(base.lmHead, WeightNames.lmHead, true)
     if (config.tieEmbeddings) base.lmHead.dispose()
     const finalNorm = asVariable(base.finalNorm, WeightNames.finalNorm, false)
-    const grid = base.grid === undefined ? undefined : {
-      rows: asVariable(base.grid.rows, WeightNames.gridRows, false),
-      columns: asVariable(base.grid.columns, WeightNames.gridColumns, false),
-      segments: asVariable(base.grid.segments, WeightNames.gridSegments, false)
-    }
+    const baseGrid = base.grid
+    const grid = baseGrid === undefined
+      ? undefined
+      : gridTables((table, name) => asVariable(baseGrid[table], name, false))
     const layers: Array<LayerWeights> = base.layers.map((l, i) => {
       const n = WeightNames.layer(i)
       const proj = Object.fromEntries(
@@ -539,11 +538,8 @@ export const downloadWeights = (config: ModelConfig, w: TransformerWeights): Wei
   put(WeightNames.embed, w.embed, false)
   put(WeightNames.finalNorm, w.finalNorm, false)
   if (!config.tieEmbeddings) put(WeightNames.lmHead, w.lmHead, true)
-  if (w.grid !== undefined) {
-    put(WeightNames.gridRows, w.grid.rows, false)
-    put(WeightNames.gridColumns, w.grid.columns, false)
-    put(WeightNames.gridSegments, w.grid.segments, false)
-  }
+  const grid = w.grid
+  if (grid !== undefined) { for (const [table, name] of gridTableNames) put(name, grid[table], false) }
   w.layers.forEach((l, i) => {
     const n = WeightNames.layer(i)
     put(n.inputNorm, l.inputNorm, false)
