@@ -104,8 +104,8 @@ describe("seal pretrain --task arc", () => {
     const noPasses = write("no-passes.json", { training: { passes: 0 } })
     const worldConfig = write("world.json", { training: { mainPasses: 1 } })
     const never = path.join(dir, "never")
-    const fresh = (file: string) =>
-      sealAsync(["pretrain", "--task", "arc", "--config", file, "--out", never, "--backend", "cpu"])
+    const fresh = (file: string, ...extra: Array<string>) =>
+      sealAsync(["pretrain", "--task", "arc", "--config", file, "--out", never, "--backend", "cpu", ...extra])
     const checkpoints = fs.readdirSync(path.join(out, "checkpoints"))
     const cases: Array<[Promise<Run>, RegExp]> = [
       [fresh(misspelt), new RegExp(`^seal: PretrainError: ${escape(misspelt)}: model\\.hiddenSze: is unexpected`)],
@@ -116,7 +116,21 @@ describe("seal pretrain --task arc", () => {
       ],
       [
         sealAsync(["pretrain", "--task", "arc", "--resume", out, "--seed", "3", "--backend", "cpu"]),
-        /^seal: PretrainError: --resume: .*drop --config, --seed and --out/
+        /^seal: PretrainError: --resume: .*drop --config, --seed, --init and --out/
+      ],
+      [
+        sealAsync([
+          "pretrain",
+          "--task",
+          "arc",
+          "--resume",
+          out,
+          "--init",
+          path.join(out, "model"),
+          "--backend",
+          "cpu"
+        ]),
+        /^seal: PretrainError: --resume: .*drop --config, --seed, --init and --out/
       ]
     ]
     const runs = await Promise.all(cases.map(([run]) => run))
@@ -126,6 +140,11 @@ describe("seal pretrain --task arc", () => {
       expect(run.stderr).not.toContain("run directory")
       expect(run.stdout).toBe("")
     })
+    expect(fs.existsSync(never)).toBe(false)
+    // --init of a model of another shape: refused, naming init and the field, leaving no directory.
+    const wider = write("wider.json", { ...tinyConfig, model: { ...tinyConfig.model, hiddenSize: 32 } })
+    const mismatched = await fresh(wider, "--init", path.join(out, "model"))
+    expectRefused(mismatched, /^seal: PretrainError: init: .*model has hiddenSize 16, the run's model needs 32$/)
     expect(fs.existsSync(never)).toBe(false)
     // The finished run was left alone by the refused --resume.
     expect(fs.readdirSync(path.join(out, "checkpoints"))).toEqual(checkpoints)

@@ -108,7 +108,7 @@ describe("seal pretrain", () => {
     const cases: Array<[Promise<Run>, RegExp]> = [
       [
         sealAsync(["pretrain", "--resume", path.join(dir, "run"), "--seed", "3"]),
-        /^seal: PretrainError: --resume: .*drop --config, --seed and --out/
+        /^seal: PretrainError: --resume: .*drop --config, --seed, --init and --out/
       ],
       [
         sealAsync(["pretrain", "--resume", path.join(dir, "run"), "--config", configFile]),

@@ -138,6 +138,8 @@ export interface PretrainSpec<C, S extends PretrainData> {
   readonly optimizer: (config: C) => OptimizerSettings
   /** Seeds the initial weights. */
   readonly seed: (config: C) => number
+  /** A model directory whose weights start the run instead of seeded random ones (continued pretraining). */
+  readonly init: (config: C) => string | undefined
   /** The provenance file written into the final model directory: its name and content. */
   readonly provenance: (config: C, setup: S) => { readonly file: string; readonly content: unknown }
 }
@@ -241,6 +243,43 @@ const loadState = (dir: string, latest: typeof Latest.Type) =>
     return { weights: loaded.weights, moments, step: latest.step } satisfies RunState
   })
 
+/** The shape a run's weights must have to continue from another model's. */
+const shapeFields = [
+  "architecture",
+  "vocabSize",
+  "hiddenSize",
+  "intermediateSize",
+  "numLayers",
+  "numHeads",
+  "numKvHeads",
+  "headDim",
+  "maxPositions",
+  "tieEmbeddings",
+  "attentionBias",
+  "gridPositions"
+] as const
+
+/**
+ * The weights of the model in `dir`, to continue pretraining from: it must have the run's shape
+ * (a mismatch names the first field that differs), and its AdamW moments start from zero.
+ */
+const initialWeights = (dir: string, modelConfig: ModelConfig) =>
+  Effect.gen(function*() {
+    const loaded = yield* Checkpoint.loadCheckpoint(dir)
+    for (const field of shapeFields) {
+      const want = JSON.stringify(modelConfig[field])
+      const have = JSON.stringify(loaded.config[field])
+      if (want !== have) {
+        return yield* new PretrainError({
+          reason: "InvalidConfig",
+          field: "init",
+          detail: `${dir} has ${field} ${have ?? "unset"}, the run's model needs ${want ?? "unset"}`
+        })
+      }
+    }
+    return loaded.weights
+  })
+
 /** Keeps the progress lines of steps `<= step` (a killed run may have logged steps it lost). */
 const trimProgress = (file: string, step: number) =>
   Effect.gen(function*() {
@@ -298,15 +337,20 @@ export const runPretraining = <C, S extends PretrainData>(
     }
     const setup = yield* spec.prepare(config)
     const totalSteps = setup.plan.length
+    // Checked before the directory is touched: a wrong init leaves nothing behind.
+    const initDir = spec.init(config)
+    const initial = latest === undefined && initDir !== undefined
+      ? yield* initialWeights(initDir, setup.modelConfig)
+      : undefined
     yield* Effect.tryPromise({
       try: () => Fs.promises.mkdir(Path.join(dir, runFiles.checkpoints), { recursive: true }),
       catch: ioError(dir)
     })
     if (options.resume !== true) yield* writeFileAtomic(Path.join(dir, runFiles.config), json(config))
     const progressFile = Path.join(dir, runFiles.progress)
-    let state: RunState = latest === undefined
-      ? { weights: initWeights(setup.modelConfig, spec.seed(config)), moments: undefined, step: 0 }
-      : yield* loadState(dir, latest)
+    let state: RunState = latest !== undefined
+      ? yield* loadState(dir, latest)
+      : { weights: initial ?? initWeights(setup.modelConfig, spec.seed(config)), moments: undefined, step: 0 }
     yield* trimProgress(progressFile, state.step)
 
     const t = spec.optimizer(config)

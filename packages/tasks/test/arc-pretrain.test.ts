@@ -691,4 +691,39 @@ describe("pretrainArc: a tiny run", () => {
       expect(bytes(dir, "progress.jsonl").toString()).toBe(bytes(wholeDir, "progress.jsonl").toString())
       expect(bytes(dir, "model", "seal-arc.json").toString()).toBe(bytes(wholeDir, "model", "seal-arc.json").toString())
     })))
+
+  it.effect("with `init` starts from that model's weights; a model of another shape is refused, naming init", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const firstLoss = (dir: string) =>
+        (JSON.parse(Fs.readFileSync(Path.join(dir, "progress.jsonl"), "utf8").split("\n")[0]!) as { loss: number })
+          .loss
+      // A learning rate too small to move anything: the result is the init model's weights.
+      const dir = yield* tempDir("arc-pretrain-init")
+      const still = decode({
+        ...tinyInput,
+        training: { ...tinyInput.training, learningRate: 1e-12, weightDecay: 0 },
+        init: whole.modelDir!
+      })
+      const continued = yield* pretrainArc(tinySplits, { dir, config: still })
+      const start = yield* readSafetensors(Path.join(whole.modelDir!, "model.safetensors"))
+      const end = yield* readSafetensors(Path.join(continued.modelDir!, "model.safetensors"))
+      for (const [name, tensor] of start) {
+        const after = end.get(name)!.data
+        expect(tensor.data.every((v, i) => Math.abs(v - after[i]!) < 1e-6), name).toBe(true)
+      }
+      // The trained weights fit the data better than the seeded random ones the whole run began with.
+      expect(firstLoss(dir)).toBeLessThan(firstLoss(wholeDir))
+
+      const wider = decode({ ...tinyInput, model: { ...tinyInput.model, hiddenSize: 32 }, init: whole.modelDir! })
+      const refused = yield* Effect.flip(
+        pretrainArc(tinySplits, { dir: yield* tempDir("arc-init-wider"), config: wider })
+      )
+      expect(refused).toBeInstanceOf(PretrainError)
+      expect(refused.message).toMatch(/^init: .*model has hiddenSize 16, the run's model needs 32$/)
+      const missing = decode({ ...tinyInput, init: Path.join(dir, "no-such-model") })
+      const absent = yield* Effect.flip(
+        pretrainArc(tinySplits, { dir: yield* tempDir("arc-init-absent"), config: missing })
+      )
+      expect(absent._tag).toBe("CheckpointError")
+    })))
 })

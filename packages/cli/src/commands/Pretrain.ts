@@ -36,6 +36,12 @@ const options = {
     Options.withDescription("Seeds the initial weights and data order (overrides the config's seed)"),
     Options.optional
   ),
+  init: Options.text("init").pipe(
+    Options.withDescription(
+      "Start from this model directory's weights instead of random ones (continued pretraining; overrides the config's init)"
+    ),
+    Options.optional
+  ),
   backend: backendOption
 }
 
@@ -44,6 +50,7 @@ type Args = Command.Command.ParseConfig<typeof options>
 const readConfig = <C>(
   file: Option.Option<string>,
   seed: Option.Option<number>,
+  init: Option.Option<string>,
   decode: (input: unknown, source: string) => Either.Either<C, PretrainError>
 ) =>
   Effect.gen(function*() {
@@ -73,6 +80,7 @@ const readConfig = <C>(
       }
       input = { ...input, seed: seed.value }
     }
+    if (Option.isSome(init)) input = { ...input, init: init.value }
     return yield* decode(input, Option.getOrElse(file, () => "config"))
   })
 
@@ -89,12 +97,13 @@ const printProgress = (p: PretrainProgress) => {
 }
 
 const checkResumeArgs = (args: Args) =>
-  Option.isSome(args.resume) && (Option.isSome(args.config) || Option.isSome(args.seed) || Option.isSome(args.out))
+  Option.isSome(args.resume) &&
+    (Option.isSome(args.config) || Option.isSome(args.seed) || Option.isSome(args.init) || Option.isSome(args.out))
     ? Effect.fail(
       new Pretrain.PretrainError({
         reason: "InvalidConfig",
         field: "--resume",
-        detail: "a resumed run keeps its own config and directory; drop --config, --seed and --out"
+        detail: "a resumed run keeps its own config and directory; drop --config, --seed, --init and --out"
       })
     )
     : Effect.void
@@ -112,7 +121,7 @@ const runArc = (args: Args) =>
     const resume = Option.isSome(args.resume)
     const config = resume
       ? undefined
-      : yield* readConfig(args.config, args.seed, ArcPretrain.decodeArcPretrainConfig)
+      : yield* readConfig(args.config, args.seed, args.init, ArcPretrain.decodeArcPretrainConfig)
     const dir = runDirectory(args)
     const splits = yield* loadArcSplits(bundledDataPath)
     yield* Console.error(`pretrain: ARC, run directory ${dir}${resume ? " (resuming)" : ""}`)
@@ -147,7 +156,9 @@ const run = (args: Args) =>
     if (args.task === "arc" || (yield* resumesArcRun(args))) return yield* runArc(args)
     yield* checkResumeArgs(args)
     const resume = Option.isSome(args.resume)
-    const config = resume ? undefined : yield* readConfig(args.config, args.seed, Pretrain.decodePretrainConfig)
+    const config = resume
+      ? undefined
+      : yield* readConfig(args.config, args.seed, args.init, Pretrain.decodePretrainConfig)
     const dir = runDirectory(args)
     yield* Console.error(`pretrain: run directory ${dir}${resume ? " (resuming)" : ""}`)
     const result = yield* Pretrain.pretrain({

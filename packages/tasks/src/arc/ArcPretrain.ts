@@ -83,7 +83,12 @@ export const ArcPretrainConfig = Schema.Struct({
   model: Schema.optionalWith(ArcPretrainModel, { default: () => Schema.decodeSync(ArcPretrainModel)({}) }),
   training: Schema.optionalWith(ArcPretrainTraining, { default: () => Schema.decodeSync(ArcPretrainTraining)({}) }),
   /** Seeds the initial weights, the views and the data order. */
-  seed: Schema.optionalWith(NonNegativeInt, { default: () => 0 })
+  seed: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  /**
+   * A model directory (an earlier run's `model/`) whose weights start this run instead of random
+   * ones: continued pretraining with a fresh schedule. Its shape must equal `model`'s.
+   */
+  init: Schema.optional(Schema.String)
 }).annotations({ identifier: "ArcPretrainConfig" })
 export type ArcPretrainConfig = typeof ArcPretrainConfig.Type
 export type ArcPretrainConfigEncoded = typeof ArcPretrainConfig.Encoded
@@ -240,6 +245,7 @@ export const arcPretrainSpec = (splits: ArcSplits): PretrainSpec<ArcPretrainConf
   prepare: (config) => prepareArcPretraining(config, splits.pretrain),
   optimizer: (config) => config.training,
   seed: (config) => config.seed,
+  init: (config) => config.init,
   provenance: (config, setup) => ({
     file: arcProvenanceFile,
     content: {

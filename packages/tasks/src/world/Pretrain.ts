@@ -69,7 +69,9 @@ export const PretrainConfig = Schema.Struct({
   model: Schema.optionalWith(PretrainModel, { default: () => Schema.decodeSync(PretrainModel)({}) }),
   training: Schema.optionalWith(PretrainTraining, { default: () => Schema.decodeSync(PretrainTraining)({}) }),
   /** Seeds the initial weights and the data order. */
-  seed: Schema.optionalWith(NonNegativeInt, { default: () => 0 })
+  seed: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  /** A model directory whose weights start this run instead of random ones (continued pretraining). */
+  init: Schema.optional(Schema.String)
 }).annotations({ identifier: "PretrainConfig" })
 export type PretrainConfig = typeof PretrainConfig.Type
 export type PretrainConfigEncoded = typeof PretrainConfig.Encoded
@@ -154,6 +156,7 @@ export const worldPretrainSpec: PretrainSpec<PretrainConfig, PretrainSetup> = {
   prepare: preparePretraining,
   optimizer: (config) => config.training,
   seed: (config) => config.seed,
+  init: (config) => config.init,
   provenance: (config, setup) => ({
     file: "seal-world.json",
     content: {
