@@ -2,10 +2,12 @@
  * Runs every engine benchmark and writes BENCHMARKS.md at the repository root:
  *   - matMul GFLOP/s of each tfjs backend beside numpy's BLAS, same run, same sizes (matmul.ts)
  *   - generation tokens/s on stories260K beside llama.cpp (node-llama-cpp), same run (generation.ts)
+ *   - LoRA training tokens/s beside PyTorch, and batched adapters (lora-train.ts)
+ *   - ARC inner loops/s in this process against worker threads, same items (arc-workers.ts)
  * with the machine (CPU model, cores, Node version), the date and the exact command.
  *
  * Run: npm run bench [-- --runs 5 --tokens 128 --threads N --budget-s 30 --nlc-dir DIR --skip-matmul
- *                        --skip-generation --out FILE]
+ *                        --skip-generation --skip-lora --skip-arc --out FILE]
  *  or: npx tsx tools/bench/index.ts [same flags]
  * node-llama-cpp is optional and lives outside the repository: tools/bench/setup-llama-cpp.sh.
  */
@@ -15,6 +17,7 @@ import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
+import { formatArcWorkersBench, runArcWorkersBench } from "./arc-workers.js"
 import { flag, numberFlag } from "./ChildProcess.js"
 import { runGenerationBenchReport } from "./generation.js"
 import { formatLoraBench, runLoraBench } from "./lora-train.js"
@@ -106,6 +109,19 @@ const main = async (): Promise<void> => {
       "## LoRA training tokens/s beside PyTorch, and the batched-K speed-up (same run)",
       "",
       formatLoraBench(result),
+      ""
+    )
+  }
+
+  if (!process.argv.includes("--skip-arc") && threads >= 2) {
+    console.error("ARC worker benchmark ...")
+    const t = performance.now()
+    const result = await runArcWorkersBench({ workers: threads })
+    console.error(`ARC worker benchmark done in ${((performance.now() - t) / 1000).toFixed(0)} s`)
+    sections.push(
+      "## ARC inner loops/s: this process against worker threads (same run, same items)",
+      "",
+      formatArcWorkersBench(result),
       ""
     )
   }

@@ -89,16 +89,18 @@ export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConf
   },
   /**
    * Both held-out sets in full; one round over 16 of the 41 RL tasks, 4 configs each. Test-time
-   * training is the cost (about 5-10 s a run on 2 cores), so the inner loop keeps 12 sequences,
+   * training is the cost (about 5-10 s a run on one core), so the inner loop keeps 12 sequences,
    * votes over 4 views, and the oracle searches the 3 configs FEASIBILITY.md's probe found best.
+   * Two reward batches are in flight at once so that two worker threads stay busy in the round
+   * (the outcomes do not depend on it: a batch trains the same passes either way).
    */
   "arc-demo": {
     task: "arc",
     name: "arc-demo",
     rounds: 1,
     contextsPerRound: 16,
-    restEm: { sampling: { k: 4, evalBatch: 8 } },
-    grpo: { sampling: { k: 4, evalBatch: 8 } },
+    restEm: { sampling: { k: 4, evalBatch: 8, concurrency: 2 } },
+    grpo: { sampling: { k: 4, evalBatch: 8, concurrency: 2 } },
     evaluation: {
       selfEdits: { samples: 1 },
       innerLoop: { maxSequences: 12, views: 4 },

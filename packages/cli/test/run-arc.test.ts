@@ -129,7 +129,7 @@ beforeAll(async () => {
   grpoDir = path.join(dir, "grpo")
   // Two processes at once: on a 2-core machine the GRPO run costs (almost) no extra time.
   const [wholeRun, grpoRun] = await Promise.all([
-    sealAsync(runArgs(wholeDir)),
+    sealAsync([...runArgs(wholeDir), "--workers", "2"]),
     sealAsync([...runArgs(grpoDir), "--optimizer", "grpo"])
   ])
   whole = wholeRun
@@ -213,7 +213,7 @@ describe("seal run on an ARC config", () => {
     expect(Object.keys(baselines)).toEqual(["evaluation-small"])
     expect(baselines["evaluation-small"].icl.method).toBe("icl")
     expect(baselines["evaluation-small"].candidates).toHaveLength(1)
-    expect(readJson(path.join(wholeDir, "timings.json")).backend).toBe("cpu")
+    expect(readJson(path.join(wholeDir, "timings.json"))).toMatchObject({ backend: "cpu", innerLoopWorkers: 2 })
     for (
       const f of [
         "rounds/round-00/eval.json",
@@ -235,11 +235,12 @@ describe("seal run on an ARC config", () => {
     expect(lines[5]).toBe(`results: ${path.join(wholeDir, "results.json")}`)
   })
 
-  it("killed with SIGKILL mid-round, --resume ends with the identical results.json", async () => {
+  it("killed with SIGKILL mid-round, --resume ends with the identical results.json, whatever the workers", async () => {
     expect(whole.code, whole.stderr).toBe(0)
-    // The same command in another directory, killed once the round has recorded some rewards.
+    // The same command in another directory, in this process instead of two worker threads,
+    // killed once the round has recorded some rewards.
     const killed = path.join(dir, "killed")
-    const interrupted = await sealAsync(runArgs(killed), (child) => {
+    const interrupted = await sealAsync([...runArgs(killed), "--workers", "1"], (child) => {
       const timer = setInterval(() => {
         if (rewardEvents(killed) >= 1) {
           clearInterval(timer)
@@ -255,8 +256,9 @@ describe("seal run on an ARC config", () => {
     expect(fs.existsSync(path.join(killed, "results.json"))).toBe(false)
     expect(fs.existsSync(path.join(killed, "rounds", "round-01", "round.json"))).toBe(false)
 
-    const resumed = await sealAsync(["run", "--resume", killed, "--backend", "cpu"])
+    const resumed = await sealAsync(["run", "--resume", killed, "--backend", "cpu", "--workers", "1"])
     expect(resumed.code, resumed.stderr).toBe(0)
+    expect(readJson(path.join(killed, "timings.json")).innerLoopWorkers).toBe(1)
     expect(resumed.stderr).toContain(`run: custom-arc, rest-em, 1 round(s), seed 0, directory ${killed}`)
     // The baselines came from the killed process, the rest from the resumed one: the same
     // results as the uninterrupted run in its own directory.
@@ -345,6 +347,14 @@ describe("seal run on an ARC config", () => {
       [
         sealAsync(["run", "--resume", wholeDir, "--optimizer", "grpo", "--backend", "cpu"]),
         /^seal: ConfigError: --resume: .*drop --config, --out, --optimizer and --seed$/
+      ],
+      [
+        sealAsync(["run", "--config", configFile, "--out", out, "--backend", "cpu", "--workers", "0"]),
+        /^seal: ConfigError: --workers: must be an integer >= 1, got 0$/
+      ],
+      [
+        sealAsync(["run", "--preset", "knowledge-tiny", "--out", out, "--backend", "cpu", "--workers", "2"]),
+        /^seal: ConfigError: --workers: only ARC runs train in worker threads/
       ]
     ]
     const runs = await Promise.all(cases.map(([run]) => run))

@@ -14,7 +14,7 @@ import { beforeAll } from "vitest"
 import { loadNamedArcSet } from "../src/arc/ArcData.js"
 import { arcTokenizer, decodeGrid, gridIds, gridLength, queryPrompt, taskSequence } from "../src/arc/ArcFormat.js"
 import {
-  adaptAndSolve,
+  adaptAndSolveHere,
   ArcInnerLoopConfig,
   type ArcInnerLoopConfigEncoded,
   type ArcItem,
@@ -474,7 +474,7 @@ describe("the ARC inner loop on a tiny random model", () => {
       const config = innerLoop({ maxSequences: 100, batchSize: 1 })
       const greedy = toolConfig({ basic: true, epochs: 10 })
       const before = yield* numTensors
-      const [refused, empty] = yield* adaptAndSolve([
+      const [refused, empty] = yield* adaptAndSolveHere([
         { task: countTask, config: greedy, seed: 1 },
         { task: oneDemo, config: greedy, seed: 1 }
       ], config)
@@ -520,7 +520,7 @@ describe("the ARC inner loop on a tiny random model", () => {
       const config = innerLoop({ batchAdapters: 2 })
       trainCalls.length = 0
       const before = yield* numTensors
-      const outcomes = yield* adaptAndSolve(items, config)
+      const outcomes = yield* adaptAndSolveHere(items, config)
       // No tensor is left behind (adapters, KV caches, optimizer state).
       expect(yield* numTensors).toBe(before)
       expect(outcomes).toHaveLength(items.length)
@@ -572,7 +572,7 @@ describe("the ARC inner loop on a tiny random model", () => {
 
       // The same seeds give the same outcomes, one adapter per pass as well.
       trainCalls.length = 0
-      const again = yield* adaptAndSolve(items, innerLoop({ batchAdapters: 1 }))
+      const again = yield* adaptAndSolveHere(items, innerLoop({ batchAdapters: 1 }))
       expect(trainCalls).toEqual([1, 1])
       expect(yield* numTensors).toBe(before)
       const comparable = (o: (typeof outcomes)[number]) => ({ ...o, seconds: 0, finalLoss: 0 })
@@ -592,7 +592,7 @@ describe("the ARC inner loop on a tiny random model", () => {
       expect(unadapted).toEqual({ attempts: [[]], solved: false, cellAccuracy: 0 })
 
       const before = yield* numTensors
-      const [adapted] = yield* adaptAndSolve([{ task: constantTask, config: self, seed: 1 }], config)
+      const [adapted] = yield* adaptAndSolveHere([{ task: constantTask, config: self, seed: 1 }], config)
       expect(yield* numTensors).toBe(before)
       // 4 leave-one-out + 12 leave-two-out tasks, two steps of 8 per epoch.
       expect([adapted!.trainingSequences, adapted!.optimizerSteps]).toEqual([16, 20])

@@ -53,7 +53,13 @@ const options = {
     Options.withDescription("Continue the run in this directory where it stopped"),
     Options.optional
   ),
-  backend: backendOption
+  backend: backendOption,
+  workers: Options.integer("workers").pipe(
+    Options.withDescription(
+      "ARC: worker threads for test-time training (default: one per core up to 4 on wasm/cpu, else 1); results do not depend on it"
+    ),
+    Options.optional
+  )
 }
 
 type Args = Command.Command.ParseConfig<typeof options>
@@ -314,7 +320,26 @@ export const runCommand = Command.make("run", options, (args) =>
   Effect.gen(function*() {
     const input = yield* readInput(args)
     if (isArcRun(args, input)) {
-      return yield* executeArc(yield* resolveArcInput(args, input), Option.isSome(args.resume), args.backend)
+      if (Option.isSome(args.workers) && !(Number.isInteger(args.workers.value) && args.workers.value >= 1)) {
+        return yield* new ConfigError({
+          source: "--workers",
+          field: "",
+          detail: `must be an integer >= 1, got ${args.workers.value}`
+        })
+      }
+      return yield* executeArc(
+        yield* resolveArcInput(args, input),
+        Option.isSome(args.resume),
+        args.backend,
+        Option.getOrUndefined(args.workers)
+      )
+    }
+    if (Option.isSome(args.workers)) {
+      return yield* new ConfigError({
+        source: "--workers",
+        field: "",
+        detail: "only ARC runs train in worker threads; knowledge runs batch their adapters in one process"
+      })
     }
     const resolved = yield* resolve(args, input)
     yield* execute(resolved, Option.isSome(args.resume), args.backend)

@@ -18,6 +18,7 @@ import {
 } from "@seal/tasks/arc/ArcEvaluation"
 import { arcTokenizer } from "@seal/tasks/arc/ArcFormat"
 import * as ArcReward from "@seal/tasks/arc/ArcReward"
+import * as ArcSolver from "@seal/tasks/arc/ArcSolver"
 import { type ArcSplits, loadArcSplits } from "@seal/tasks/arc/ArcSplits"
 import { arcTokens } from "@seal/tasks/arc/ArcVocabulary"
 import type { ArcTask } from "@seal/tasks/arc/Grid"
@@ -25,6 +26,7 @@ import { toolConfigMask } from "@seal/tasks/arc/ToolConfig"
 import * as LoraPolicy from "@seal/tasks/LoraPolicy"
 import { Console, Effect, Layer, Schema } from "effect"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { type ArcExperimentConfig, ArcExperimentConfig as ArcExperimentSchema } from "../ArcExperiment.js"
 import { bundledArcModelPath, bundledDataPath } from "../Defaults.js"
@@ -76,7 +78,29 @@ const deterministic = ({ secondsPerInnerLoop: _, ...row }: ArcRow, set: string, 
   ...(method === undefined ? {} : { method })
 })
 
-export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: TensorRuntime.BackendChoice) =>
+/**
+ * Worker threads for the inner loop when none are asked for: the wasm and cpu backends use one
+ * core each, so one worker per core (at most 4); tfjs-node spreads over the cores itself.
+ */
+export const defaultArcWorkers = (backend: TensorRuntime.ResolvedBackend): number =>
+  backend === "wasm" || backend === "cpu" ? Math.max(1, Math.min(4, Os.availableParallelism())) : 1
+
+/** `workers` threads run the inner loop (this process when 1); its outcomes are the same either way. */
+const solverLayer = (modelDir: string, workers: number | undefined) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const runtime = yield* TensorRuntime.TensorRuntime
+    const n = workers ?? defaultArcWorkers(runtime.backend)
+    return n <= 1
+      ? ArcSolver.layer
+      : ArcSolver.layerWorkers({ modelDir, backend: runtime.backend, workers: n })
+  }))
+
+export const executeArc = (
+  r: ResolvedArc,
+  resume: boolean,
+  backendChoice: TensorRuntime.BackendChoice,
+  workers?: number | undefined
+) =>
   Effect.gen(function*() {
     const { experiment, seed, dir, modelDir, splits } = r
     if (!resume) {
@@ -104,7 +128,11 @@ export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: Tenso
       // Every ARC model shares the ARC vocabulary (checked below), so one grammar mask serves all.
       LoraPolicy.layer(experiment.policy, { logitMask: toolConfigMask(arcTokenizer()) }),
       ArcReward.layer({ tasks: new Map(rl.map((t) => [t.id, t])), innerLoop: inner, reward: experiment.reward })
-    ).pipe(Layer.provideMerge(learner), Layer.provideMerge(runtimeLayer(backendChoice)))
+    ).pipe(
+      Layer.provideMerge(solverLayer(modelDir, workers)),
+      Layer.provideMerge(learner),
+      Layer.provideMerge(runtimeLayer(backendChoice))
+    )
 
     return yield* Effect.gen(function*() {
       const runtime = yield* TensorRuntime.TensorRuntime
@@ -185,6 +213,7 @@ export const executeArc = (r: ResolvedArc, resume: boolean, backendChoice: Tenso
       yield* RunDirectory.writeJson(Path.join(dir, "results.json"), results)
       yield* RunDirectory.writeJson(Path.join(dir, "timings.json"), {
         ...runEnvironment(runtime.backend, begin),
+        innerLoopWorkers: (yield* ArcSolver.ArcSolver).parallelism,
         secondsPerInnerLoop: Object.fromEntries(heldOut.map(([name]) => [name, {
           icl: fixed[name]!.icl.secondsPerInnerLoop,
           ...Object.fromEntries(outcome.evaluations.map((e, i) => [

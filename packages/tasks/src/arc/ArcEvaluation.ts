@@ -11,14 +11,11 @@
  */
 import { type SamplingError, SelfEditSampler } from "@seal/core/SelfEditSampler"
 import { LanguageModel } from "@seal/gpu/LanguageModel"
-import type { GenerationError } from "@seal/gpu/LanguageModel"
-import type { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
-import type { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { deriveSeed } from "@seal/gpu/model/Sampling"
-import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Schema } from "effect"
 import { exampleLength, selfEditPrompt } from "./ArcFormat.js"
-import { adaptAndSolve, type ArcInnerLoopConfig, type ArcOutcome, solveSelfEdits } from "./ArcInnerLoop.js"
+import { type ArcInnerLoopConfig, type ArcOutcome } from "./ArcInnerLoop.js"
+import { adaptAndSolve, type ArcSolveError, type ArcSolver, solveSelfEdits } from "./ArcSolver.js"
 import type { ArcTask } from "./Grid.js"
 import { ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
 
@@ -137,8 +134,8 @@ export const evaluateSelfEdits = (
   }
 ): Effect.Effect<
   { readonly row: ArcRow; readonly tasks: ReadonlyArray<ArcTaskResult> },
-  TrainingError | LoraConfigError | GenerationError | SamplingError,
-  LanguageModel | LoraTrainer | SelfEditSampler
+  ArcSolveError | SamplingError,
+  LanguageModel | ArcSolver | SelfEditSampler
 > =>
   Effect.gen(function*() {
     const model = yield* LanguageModel

@@ -17,7 +17,7 @@ import { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { generate } from "@seal/gpu/model/Generate"
 import { adaptersWithinBudget } from "@seal/gpu/train/MemoryBudget"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { LoraTargets } from "../knowledge/InnerLoop.js"
 import { decodeGrid, gridLength } from "./ArcFormat.js"
 import { ids } from "./ArcVocabulary.js"
@@ -25,7 +25,7 @@ import { invertibleViews } from "./Augmenters.js"
 import type { ArcTask, Grid } from "./Grid.js"
 import { maxGridSide } from "./Grid.js"
 import { testTimeSequences } from "./TestTimeData.js"
-import { maxTrainingSteps, optimizerSteps, parseToolConfig, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
+import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
 import { attempts, cellAccuracy, queryViews, solvedByAttempts } from "./Voting.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
@@ -149,7 +149,7 @@ const loraConfig = (config: ArcInnerLoopConfig) => ({
 })
 
 /** An outcome without a prediction (`fields` say why). */
-const unsolvedOutcome = (task: ArcTask, fields: Partial<ArcOutcome> = {}): ArcOutcome => ({
+export const unsolvedOutcome = (task: ArcTask, fields: Partial<ArcOutcome> = {}): ArcOutcome => ({
   attempts: task.test.map(() => []),
   solved: false,
   cellAccuracy: 0,
@@ -169,127 +169,150 @@ interface Prepared {
   readonly refused: ArcOutcome["refused"]
 }
 
+/** How test-time training would go for one item: its sequences and steps, or why it is refused. */
+const prepareItem = (item: ArcItem, config: ArcInnerLoopConfig, maxPositions: number): Prepared => {
+  if (item.config === undefined) return { item, sequences: [], steps: 0, refused: undefined }
+  const sequences = testTimeSequences(item.task.train, item.config, {
+    maxSequences: config.maxSequences,
+    maxTokens: maxPositions,
+    seed: item.seed
+  })
+  const steps = optimizerSteps({
+    sequences: sequences.length,
+    epochs: item.config.training.num_train_epochs,
+    batchSize: config.batchSize
+  })
+  const refused = sequences.length === 0
+    ? "NoTrainingData" as const
+    : steps > maxTrainingSteps
+    ? "TooManySteps" as const
+    : undefined
+  return { item, sequences, steps, refused }
+}
+
+/** The outcome of a refused item, or of one before its prediction. */
+const notTrained = (p: Prepared): ArcOutcome =>
+  unsolvedOutcome(p.item.task, { refused: p.refused, trainingSequences: p.sequences.length, optimizerSteps: p.steps })
+
 /**
- * Runs the inner loop for every item: configs within the step limit train `batchAdapters` at a
- * time in one batched pass, then each adapted model predicts; items without a config predict
- * unadapted. Outcomes come back in item order.
+ * A share of the inner loop's work that runs on its own: one unadapted prediction, or the items
+ * whose adapters train together in one batched pass (`indices` into the planned items).
  */
-export const adaptAndSolve = (
+export interface ArcWorkUnit {
+  readonly indices: ReadonlyArray<number>
+  readonly items: ReadonlyArray<ArcItem>
+}
+
+export interface ArcWorkPlan {
+  /** The refused items' outcomes (known without any work); undefined where a unit will tell. */
+  readonly settled: ReadonlyArray<ArcOutcome | undefined>
+  readonly units: ReadonlyArray<ArcWorkUnit>
+}
+
+/**
+ * Splits the inner loop over `items` into units: refused configs are settled at once, each
+ * unadapted item is a unit, and configs within the step limit go `batchAdapters` at a time (fewer
+ * if the longest sequence would overrun `memoryBudgetMB`) into training units, in item order.
+ * The plan depends only on the items, the config and the model's shape, so any runner (this
+ * process, or a pool of workers) trains the same passes and gets the same outcomes.
+ */
+export const planArcWork = (
+  items: ReadonlyArray<ArcItem>,
+  config: ArcInnerLoopConfig,
+  modelConfig: LanguageModel["Type"]["config"]
+): ArcWorkPlan => {
+  const prepared = items.map((item) => prepareItem(item, config, modelConfig.maxPositions))
+  const settled = prepared.map((p) => (p.refused !== undefined ? notTrained(p) : undefined))
+  const units: Array<ArcWorkUnit> = []
+  const toTrain: Array<number> = []
+  for (const [i, p] of prepared.entries()) {
+    if (p.refused !== undefined) continue
+    if (p.item.config === undefined) units.push({ indices: [i], items: [p.item] })
+    else toTrain.push(i)
+  }
+  const longest = Math.max(1, ...toTrain.flatMap((i) => prepared[i]!.sequences.map((s) => s.ids.length)))
+  const perPass = adaptersWithinBudget(
+    modelConfig,
+    config.batchSize,
+    longest,
+    config.memoryBudgetMB * 2 ** 20,
+    config.batchAdapters
+  )
+  for (let start = 0; start < toTrain.length; start += perPass) {
+    const indices = toTrain.slice(start, start + perPass)
+    units.push({ indices, items: indices.map((i) => items[i]!) })
+  }
+  return { settled, units }
+}
+
+/**
+ * Runs one unit of `planArcWork`: its adapters train in one batched pass, then each adapted model
+ * predicts; an unadapted item just predicts. Outcomes in the unit's item order.
+ */
+export const solveUnit = (
   items: ReadonlyArray<ArcItem>,
   config: ArcInnerLoopConfig
 ): Effect.Effect<Array<ArcOutcome>, TrainingError | LoraConfigError | GenerationError, LanguageModel | LoraTrainer> =>
   Effect.gen(function*() {
     const trainer = yield* LoraTrainer
     const model = yield* LanguageModel
-    const prepared: Array<Prepared> = items.map((item) => {
-      if (item.config === undefined) return { item, sequences: [], steps: 0, refused: undefined }
-      const sequences = testTimeSequences(item.task.train, item.config, {
-        maxSequences: config.maxSequences,
-        maxTokens: model.config.maxPositions,
-        seed: item.seed
-      })
-      const steps = optimizerSteps({
-        sequences: sequences.length,
-        epochs: item.config.training.num_train_epochs,
-        batchSize: config.batchSize
-      })
-      const refused = sequences.length === 0
-        ? "NoTrainingData" as const
-        : steps > maxTrainingSteps
-        ? "TooManySteps" as const
-        : undefined
-      return { item, sequences, steps, refused }
-    })
-    const outcomes = new Array<ArcOutcome>(items.length)
-    const unsolved = (p: Prepared): ArcOutcome =>
-      unsolvedOutcome(p.item.task, {
-        refused: p.refused,
-        trainingSequences: p.sequences.length,
-        optimizerSteps: p.steps
-      })
-    const toTrain: Array<number> = []
-    for (const [i, p] of prepared.entries()) {
-      if (p.refused !== undefined) outcomes[i] = unsolved(p)
-      else if (p.item.config === undefined) {
-        const began = performance.now()
-        const prediction = yield* predictTask(p.item.task, config)
-        outcomes[i] = { ...unsolved(p), ...prediction, seconds: (performance.now() - began) / 1000 }
-      } else toTrain.push(i)
-    }
-    const longest = Math.max(1, ...toTrain.flatMap((i) => prepared[i]!.sequences.map((s) => s.ids.length)))
-    const perPass = adaptersWithinBudget(
-      model.config,
-      config.batchSize,
-      longest,
-      config.memoryBudgetMB * 2 ** 20,
-      config.batchAdapters
+    const began = performance.now()
+    const prepared = items.map((item) => prepareItem(item, config, model.config.maxPositions))
+    const toTrain = prepared.filter((p) => p.item.config !== undefined && p.refused === undefined)
+    // Ids name the task, seed and config: the oracle's candidates share seeds per task.
+    const adapters = yield* Effect.forEach(toTrain, (p) =>
+      trainer.createAdapter(loraConfig(config), {
+        seed: p.item.seed,
+        id: `arc-${p.item.task.id}-${p.item.seed}-${toolConfigKey(p.item.config!)}`
+      }))
+    const trained = toTrain.length === 0 ? [] : yield* trainer.trainMany(
+      adapters,
+      toTrain.map((p) => p.sequences),
+      toTrain.map((p) => ({
+        learningRate: p.item.config!.training.learning_rate,
+        epochs: p.item.config!.training.num_train_epochs,
+        batchSize: config.batchSize,
+        seed: p.item.seed,
+        padId: ids.pad
+      }))
     )
-    for (let start = 0; start < toTrain.length; start += perPass) {
-      const chunk = toTrain.slice(start, start + perPass).map((i) => ({ index: i, p: prepared[i]! }))
-      const began = performance.now()
-      // Ids name the task, seed and config: the oracle's candidates share seeds per task.
-      const adapters = yield* Effect.forEach(chunk, ({ p }) =>
-        trainer.createAdapter(loraConfig(config), {
-          seed: p.item.seed,
-          id: `arc-${p.item.task.id}-${p.item.seed}-${toolConfigKey(p.item.config!)}`
-        }))
-      const trained = yield* trainer.trainMany(
-        adapters,
-        chunk.map(({ p }) => p.sequences),
-        chunk.map(({ p }) => ({
-          learningRate: p.item.config!.training.learning_rate,
-          epochs: p.item.config!.training.num_train_epochs,
-          batchSize: config.batchSize,
-          seed: p.item.seed,
-          padId: ids.pad
-        }))
-      )
-      const predictions = yield* Effect.forEach(
-        chunk,
-        ({ p }, k) => predictTask(p.item.task, config, trained[k]!.adapter)
-      )
-      const seconds = (performance.now() - began) / 1000 / chunk.length
-      chunk.forEach(({ index, p }, k) => {
-        const losses = trained[k]!.losses
-        outcomes[index] = {
-          ...predictions[k]!,
-          refused: undefined,
-          trainingSequences: p.sequences.length,
-          optimizerSteps: p.steps,
-          finalLoss: losses[losses.length - 1],
-          adapterId: trained[k]!.adapter.id,
-          seconds
-        }
-      })
-    }
-    return outcomes
+    const outcomes = yield* Effect.forEach(prepared, (p) => {
+      if (p.refused !== undefined) return Effect.succeed(notTrained(p))
+      const k = toTrain.indexOf(p)
+      const run = k < 0 ? undefined : trained[k]!
+      return predictTask(p.item.task, config, run?.adapter).pipe(Effect.map((prediction) => ({
+        ...notTrained(p),
+        ...prediction,
+        finalLoss: run?.losses[run.losses.length - 1],
+        adapterId: run?.adapter.id
+      })))
+    })
+    const seconds = (performance.now() - began) / 1000 / Math.max(1, items.length)
+    return outcomes.map((o) => ({ ...o, seconds }))
   })
 
+/** Puts the units' outcomes back in item order beside the settled ones. */
+export const assembleOutcomes = (
+  plan: ArcWorkPlan,
+  unitOutcomes: ReadonlyArray<ReadonlyArray<ArcOutcome>>
+): Array<ArcOutcome> => {
+  const outcomes = [...plan.settled]
+  plan.units.forEach((unit, u) => unit.indices.forEach((index, k) => (outcomes[index] = unitOutcomes[u]![k]!)))
+  return outcomes.map((o) => o!)
+}
+
 /**
- * Self-edits as text through the inner loop, outcomes in item order with the config each parsed
- * to. A text that is not a valid tool config (possible only without the grammar mask) is not
- * trained and solves nothing: reward 0, as in the reference.
+ * Runs the inner loop for every item in this process, unit by unit (`planArcWork`): configs within
+ * the step limit train `batchAdapters` at a time in one batched pass, then each adapted model
+ * predicts; items without a config predict unadapted. Outcomes come back in item order.
  */
-export const solveSelfEdits = (
-  items: ReadonlyArray<{ readonly task: ArcTask; readonly selfEdit: string; readonly seed: number }>,
+export const adaptAndSolveHere = (
+  items: ReadonlyArray<ArcItem>,
   config: ArcInnerLoopConfig
-): Effect.Effect<
-  Array<{ readonly config: ToolConfig | undefined; readonly outcome: ArcOutcome }>,
-  TrainingError | LoraConfigError | GenerationError,
-  LanguageModel | LoraTrainer
-> =>
+): Effect.Effect<Array<ArcOutcome>, TrainingError | LoraConfigError | GenerationError, LanguageModel | LoraTrainer> =>
   Effect.gen(function*() {
-    const configs = items.map((item) => Either.getOrUndefined(parseToolConfig(item.selfEdit)))
-    const outcomes = yield* adaptAndSolve(
-      items.flatMap((item, i) => {
-        const parsed = configs[i]
-        return parsed === undefined ? [] : [{ task: item.task, config: parsed, seed: item.seed }]
-      }),
-      config
-    )
-    let next = 0
-    return items.map((item, i) => ({
-      config: configs[i],
-      outcome: configs[i] === undefined ? unsolvedOutcome(item.task) : outcomes[next++]!
-    }))
+    const model = yield* LanguageModel
+    const plan = planArcWork(items, config, model.config)
+    const unitOutcomes = yield* Effect.forEach(plan.units, (unit) => solveUnit(unit.items, config))
+    return assembleOutcomes(plan, unitOutcomes)
   })

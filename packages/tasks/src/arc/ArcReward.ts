@@ -7,11 +7,11 @@
  * limit, earns 0 (the reference's rule).
  */
 import { RewardError, TaskReward } from "@seal/core/TaskReward"
-import type * as LanguageModel from "@seal/gpu/LanguageModel"
-import type * as LoraTrainer from "@seal/gpu/LoraTrainer"
+import { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Layer } from "effect"
 import { asRewardError } from "../RewardFailures.js"
-import { type ArcInnerLoopConfig, type ArcOutcome, solveSelfEdits } from "./ArcInnerLoop.js"
+import type { ArcInnerLoopConfig, ArcOutcome } from "./ArcInnerLoop.js"
+import { ArcSolver, solveSelfEdits } from "./ArcSolver.js"
 import type { ArcTask } from "./Grid.js"
 
 export type ArcRewardKind = "solved" | "cells"
@@ -28,7 +28,7 @@ export const arcReward = (outcome: Pick<ArcOutcome, "solved" | "cellAccuracy">, 
 
 export const make = (options: ArcRewardOptions) =>
   Effect.gen(function*() {
-    const context = yield* Effect.context<LanguageModel.LanguageModel | LoraTrainer.LoraTrainer>()
+    const solver = yield* ArcSolver
     return TaskReward.of({
       evaluate: (requests) =>
         Effect.gen(function*() {
@@ -40,7 +40,16 @@ export const make = (options: ArcRewardOptions) =>
               )
               : Effect.succeed({ task, selfEdit: r.selfEdit, seed: r.seed })
           })
-          const solved = yield* asRewardError(solveSelfEdits(items, options.innerLoop)).pipe(Effect.provide(context))
+          const solved = yield* asRewardError(
+            solveSelfEdits(items, options.innerLoop).pipe(
+              Effect.provideService(ArcSolver, solver),
+              // A worker that died is a failure to train, like any other.
+              Effect.catchTag(
+                "ArcSolverError",
+                (e) => Effect.fail(new TrainingError({ reason: "Backend", detail: e.message }))
+              )
+            )
+          )
           return solved.map(({ outcome }, i) => ({
             contextId: requests[i]!.contextId,
             reward: arcReward(outcome, options.reward),
@@ -53,8 +62,7 @@ export const make = (options: ArcRewardOptions) =>
     })
   })
 
-/** The reward over the `LanguageModel` and `LoraTrainer` in context. */
+/** The reward over the `ArcSolver` in context. */
 export const layer = (
   options: ArcRewardOptions
-): Layer.Layer<TaskReward, never, LanguageModel.LanguageModel | LoraTrainer.LoraTrainer> =>
-  Layer.effect(TaskReward, make(options))
+): Layer.Layer<TaskReward, never, ArcSolver> => Layer.effect(TaskReward, make(options))

@@ -1,0 +1,41 @@
+/**
+ * The body of an ARC worker thread: loads the model on its own tfjs backend, says `ready` (or why
+ * it could not start), then runs the units it is sent, one at a time, replying with the outcomes
+ * or the typed error.
+ */
+import * as LanguageModel from "@seal/gpu/LanguageModel"
+import * as LoraTrainer from "@seal/gpu/LoraTrainer"
+import * as TensorRuntime from "@seal/gpu/TensorRuntime"
+import { Effect, Exit, Layer, ManagedRuntime } from "effect"
+import { parentPort, workerData } from "node:worker_threads"
+import { solveUnit } from "../ArcInnerLoop.js"
+import { encodeError, type WorkerData, type WorkerReply, type WorkerRequest } from "../ArcWorkerProtocol.js"
+
+const port = parentPort!
+const data = workerData as WorkerData
+const reply = (message: WorkerReply) => port.postMessage(message)
+
+const runtime = ManagedRuntime.make(
+  LoraTrainer.layer.pipe(
+    Layer.provideMerge(LanguageModel.layer(data.modelDir)),
+    Layer.provideMerge(TensorRuntime.layer({ backend: data.backend }))
+  )
+)
+
+const started = await runtime.runPromiseExit(Effect.void)
+if (Exit.isFailure(started)) {
+  const failure = started.cause._tag === "Fail" ? started.cause.error : started.cause
+  reply({ type: "startupFailed", error: encodeError(failure) })
+} else {
+  // Units run in arrival order; a message that comes while one runs waits its turn.
+  let queue = Promise.resolve()
+  port.on("message", (request: WorkerRequest) => {
+    queue = queue.then(async () => {
+      const exit = await runtime.runPromiseExit(solveUnit(request.items, request.config))
+      if (Exit.isSuccess(exit)) return reply({ type: "done", id: request.id, outcomes: exit.value })
+      const failure = exit.cause._tag === "Fail" ? exit.cause.error : exit.cause
+      reply({ type: "failed", id: request.id, error: encodeError(failure) })
+    })
+  })
+  reply({ type: "ready" })
+}
