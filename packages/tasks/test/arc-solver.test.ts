@@ -138,6 +138,30 @@ describe("ArcSolver", () => {
       expect(spread.message).toBe(here.message)
     }))
 
+  it.effect("a defect in a worker is a TrainingError naming it, and the worker serves the next unit", () =>
+    Effect.gen(function*() {
+      // A test input that is not a grid: the worker's prediction throws (planning never reads it).
+      const broken = {
+        task: { id: "broken", train: countTask.train, test: [{ input: null, output: [[1]] }] },
+        config: undefined,
+        seed: 0
+      } as unknown as ArcItem
+      const { failure, after } = yield* Effect.gen(function*() {
+        const solver = yield* ArcSolver.ArcSolver
+        const failure = yield* Effect.flip(solver.solve([broken], innerLoop))
+        const after = yield* solver.solve(items.slice(0, 2), innerLoop)
+        return { failure, after }
+      }).pipe(
+        Effect.provide(
+          ArcSolver.layerWorkers({ modelDir, backend: "cpu", workers: 1 }).pipe(Layer.provideMerge(base(modelDir)))
+        )
+      )
+      expect(failure._tag).toBe("TrainingError")
+      expect(failure.message).toMatch(/in an ARC worker: Defect: /)
+      expect(after).toHaveLength(2)
+      expect(after[1]!.finalLoss).toBeGreaterThan(0)
+    }))
+
   it.effect("a worker that cannot load its model fails the layer with WorkerStartup, naming the cause", () =>
     Effect.gen(function*() {
       const missing = Path.join(modelDir, "..", "no-such-model")

@@ -21,7 +21,13 @@ import {
   planArcWork,
   unsolvedOutcome
 } from "./ArcInnerLoop.js"
-import { type EncodedError, restoreError, type WorkerReply, type WorkerRequest } from "./ArcWorkerProtocol.js"
+import {
+  type EncodedError,
+  restoreError,
+  type WorkerData,
+  type WorkerReply,
+  type WorkerRequest
+} from "./ArcWorkerProtocol.js"
 import type { ArcTask } from "./Grid.js"
 import { parseToolConfig, type ToolConfig } from "./ToolConfig.js"
 
@@ -83,54 +89,72 @@ const startWorker = (options: WorkerOptions) =>
   Effect.acquireRelease(
     Effect.async<{ readonly worker: Worker; readonly handle: WorkerHandle }, ArcSolverError>((resume) => {
       const worker = new Worker(workerScript, {
-        workerData: { modelDir: options.modelDir, backend: options.backend }
+        workerData: { modelDir: options.modelDir, backend: options.backend } satisfies WorkerData
       })
+      let started = false
+      const failStartup = (detail: string) => {
+        if (started) return
+        started = true
+        void worker.terminate()
+        resume(Effect.fail(new ArcSolverError({ reason: "WorkerStartup", detail })))
+      }
       let nextId = 0
       // The one request in flight: a worker takes one unit at a time.
       let pending: {
         readonly id: number
-        readonly reply: (result: Either.Either<Array<ArcOutcome>, ArcSolveError>) => void
+        readonly reply: (result: Effect.Effect<Array<ArcOutcome>, ArcSolveError>) => void
       } | undefined
-      let ready = false
-      const crashed = (detail: string) => {
-        if (!ready) return resume(Effect.fail(new ArcSolverError({ reason: "WorkerStartup", detail })))
-        const p = pending
+      const settle = (id: number, result: Effect.Effect<Array<ArcOutcome>, ArcSolveError>) => {
+        // A reply to an interrupted request is dropped.
+        if (pending === undefined || pending.id !== id) return
+        const { reply } = pending
         pending = undefined
-        p?.reply(Either.left(new ArcSolverError({ reason: "WorkerCrashed", detail })))
+        reply(result)
+      }
+      // Set once the thread is gone: later requests fail at once instead of waiting forever.
+      let gone: string | undefined
+      const crashed = (detail: string) => {
+        gone ??= detail
+        failStartup(detail)
+        if (pending !== undefined) {
+          settle(pending.id, Effect.fail(new ArcSolverError({ reason: "WorkerCrashed", detail })))
+        }
+      }
+      const handle: WorkerHandle = {
+        run: (items, config) =>
+          Effect.async<Array<ArcOutcome>, ArcSolveError>((reply) => {
+            if (gone !== undefined) {
+              return reply(Effect.fail(new ArcSolverError({ reason: "WorkerCrashed", detail: gone })))
+            }
+            const id = nextId++
+            pending = { id, reply }
+            worker.postMessage({ id, items, config } satisfies WorkerRequest)
+            return Effect.sync(() => {
+              if (pending?.id === id) {
+                pending = undefined
+              }
+            })
+          })
       }
       worker.on("message", (message: WorkerReply) => {
         switch (message.type) {
           case "ready": {
-            ready = true
+            if (started) return
+            started = true
             return resume(Effect.succeed({ worker, handle }))
           }
           case "startupFailed":
-            return resume(Effect.fail(new ArcSolverError({ reason: "WorkerStartup", detail: describe(message.error) })))
+            return failStartup(describe(message.error))
           case "done":
-          case "failed": {
-            // A reply to an interrupted request is dropped; the worker has moved on to this one.
-            if (pending === undefined || pending.id !== message.id) return
-            const p = pending
-            pending = undefined
-            return p.reply(
-              message.type === "done" ? Either.right(message.outcomes) : Either.left(restoreError(message.error))
-            )
-          }
+            return settle(message.id, Effect.succeed(message.outcomes))
+          case "failed":
+            return settle(message.id, Effect.fail(restoreError(message.error)))
         }
       })
       worker.on("error", (e) => crashed(e instanceof Error ? e.message : String(e)))
       worker.on("exit", (code) => crashed(`exited with code ${code}`))
-      const handle: WorkerHandle = {
-        run: (items, config) =>
-          Effect.async<Array<ArcOutcome>, ArcSolveError>((reply) => {
-            const id = nextId++
-            pending = {
-              id,
-              reply: (result) => reply(Either.isRight(result) ? Effect.succeed(result.right) : Effect.fail(result.left))
-            }
-            worker.postMessage({ id, items, config } satisfies WorkerRequest)
-          })
-      }
+      // Interrupted while the model loads: the thread goes.
+      return Effect.promise(() => worker.terminate())
     }),
     ({ worker }) => Effect.promise(() => worker.terminate())
   )

@@ -6,7 +6,7 @@
 import * as LanguageModel from "@seal/gpu/LanguageModel"
 import * as LoraTrainer from "@seal/gpu/LoraTrainer"
 import * as TensorRuntime from "@seal/gpu/TensorRuntime"
-import { Effect, Exit, Layer, ManagedRuntime } from "effect"
+import { Cause, Effect, Exit, Layer, ManagedRuntime } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { solveUnit } from "../ArcInnerLoop.js"
 import { encodeError, type WorkerData, type WorkerReply, type WorkerRequest } from "../ArcWorkerProtocol.js"
@@ -22,10 +22,13 @@ const runtime = ManagedRuntime.make(
   )
 )
 
+/** A typed failure as itself; a defect or interruption as an error carrying the whole cause. */
+const failureOf = (cause: Cause.Cause<unknown>): unknown =>
+  cause._tag === "Fail" ? cause.error : new Error(Cause.pretty(cause))
+
 const started = await runtime.runPromiseExit(Effect.void)
 if (Exit.isFailure(started)) {
-  const failure = started.cause._tag === "Fail" ? started.cause.error : started.cause
-  reply({ type: "startupFailed", error: encodeError(failure) })
+  reply({ type: "startupFailed", error: encodeError(failureOf(started.cause)) })
 } else {
   // Units run in arrival order; a message that comes while one runs waits its turn.
   let queue = Promise.resolve()
@@ -33,8 +36,7 @@ if (Exit.isFailure(started)) {
     queue = queue.then(async () => {
       const exit = await runtime.runPromiseExit(solveUnit(request.items, request.config))
       if (Exit.isSuccess(exit)) return reply({ type: "done", id: request.id, outcomes: exit.value })
-      const failure = exit.cause._tag === "Fail" ? exit.cause.error : exit.cause
-      reply({ type: "failed", id: request.id, error: encodeError(failure) })
+      reply({ type: "failed", id: request.id, error: encodeError(failureOf(exit.cause)) })
     })
   })
   reply({ type: "ready" })
