@@ -21,7 +21,7 @@ import * as TensorRuntime from "@seal/gpu/TensorRuntime"
 import { ArcInnerLoopConfig, type ArcItem, type ArcOutcome, planArcWork } from "@seal/tasks/arc/ArcInnerLoop"
 import * as ArcSolver from "@seal/tasks/arc/ArcSolver"
 import { loadArcSplits } from "@seal/tasks/arc/ArcSplits"
-import type { ToolConfig } from "@seal/tasks/arc/ToolConfig"
+import { outputTokenConfig } from "@seal/tasks/arc/ToolConfig"
 import { Effect, Layer, Schema } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -53,16 +53,6 @@ export interface ArcWorkersBenchResult {
   readonly rows: ReadonlyArray<ArcWorkersRow>
 }
 
-const oracleConfig = (basic: boolean, learningRate: number): ToolConfig => ({
-  data_generation: {
-    use_basic_augmentations: basic,
-    use_size_augmentations: false,
-    use_chain_augmentations: false,
-    use_repeat_augmentations: false
-  },
-  training: { strategy: "train_using_output_tokens", learning_rate: learningRate, num_train_epochs: 5 }
-})
-
 const untimed = (outcomes: ReadonlyArray<ArcOutcome>) => JSON.stringify(outcomes.map(({ seconds: _, ...o }) => o))
 
 export const runArcWorkersBench = async (options: ArcWorkersBenchOptions = {}): Promise<ArcWorkersBenchResult> => {
@@ -71,10 +61,10 @@ export const runArcWorkersBench = async (options: ArcWorkersBenchOptions = {}): 
   const splits = await Effect.runPromise(loadArcSplits(path.join(repoRoot, "data")))
   const tasks = splits["evaluation-small"].slice(0, options.tasks ?? 8)
   const configs = [
-    oracleConfig(true, 3e-3),
-    oracleConfig(false, 3e-3),
-    oracleConfig(false, 1e-3),
-    oracleConfig(true, 1e-3)
+    outputTokenConfig(true, 3e-3, 5),
+    outputTokenConfig(false, 3e-3, 5),
+    outputTokenConfig(false, 1e-3, 5),
+    outputTokenConfig(true, 1e-3, 5)
   ]
   const items: Array<ArcItem> = configs.flatMap((config) => tasks.map((task, t) => ({ task, config, seed: t })))
   const innerLoop = Schema.decodeSync(ArcInnerLoopConfig)({ maxSequences: 12, views: 4 })

@@ -18,7 +18,7 @@ import { sequenceLength } from "@seal/tasks/arc/ArcFormat"
 import { ArcInnerLoopConfig, type ArcOutcome } from "@seal/tasks/arc/ArcInnerLoop"
 import * as ArcSolver from "@seal/tasks/arc/ArcSolver"
 import { loadArcSplits, type SplitName, splitNames } from "@seal/tasks/arc/ArcSplits"
-import type { ToolConfig } from "@seal/tasks/arc/ToolConfig"
+import { outputTokenConfig, type ToolConfig } from "@seal/tasks/arc/ToolConfig"
 import { Effect, Layer, Schema } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -42,15 +42,7 @@ const inner = Schema.decodeUnknownSync(ArcInnerLoopConfig)(
 const configs: Array<ToolConfig> =
   (JSON.parse(flag("--configs") ?? "[[true,0.003,5],[false,0.003,5],[false,0.001,5]]") as Array<
     [boolean, number, number]
-  >).map(([basic, learningRate, epochs]) => ({
-    data_generation: {
-      use_basic_augmentations: basic,
-      use_size_augmentations: false,
-      use_chain_augmentations: false,
-      use_repeat_augmentations: false
-    },
-    training: { strategy: "train_using_output_tokens", learning_rate: learningRate, num_train_epochs: epochs }
-  }))
+  >).map(([basic, learningRate, epochs]) => outputTokenConfig(basic, learningRate, epochs))
 
 const summary = (name: string, outcomes: ReadonlyArray<ArcOutcome>) => {
   const cells = outcomes.reduce((a, o) => a + o.cellAccuracy, 0) / outcomes.length

@@ -7,6 +7,7 @@ import * as GRPO from "@seal/rl/GRPO"
 import * as ReSTEM from "@seal/rl/ReSTEM"
 import { ArcSelfEditSampling, defaultOracleCandidates, OracleCandidates } from "@seal/tasks/arc/ArcEvaluation"
 import { ArcInnerLoopConfig } from "@seal/tasks/arc/ArcInnerLoop"
+import { outputTokenConfig } from "@seal/tasks/arc/ToolConfig"
 import { PolicyAdapterConfig } from "@seal/tasks/LoraPolicy"
 import { Either, Schema } from "effect"
 import { ConfigError, decodeWith } from "./Experiment.js"
@@ -61,16 +62,6 @@ export type ArcExperimentConfigEncoded = typeof ArcExperimentConfig.Encoded
 export const decodeArcExperiment: (input: unknown, source: string) => Either.Either<ArcExperimentConfig, ConfigError> =
   decodeWith(ArcExperimentConfig)
 
-const demoOracle = (basic: boolean, learningRate: number, epochs: number) => ({
-  data_generation: {
-    use_basic_augmentations: basic,
-    use_size_augmentations: false,
-    use_chain_augmentations: false,
-    use_repeat_augmentations: false
-  },
-  training: { strategy: "train_using_output_tokens" as const, learning_rate: learningRate, num_train_epochs: epochs }
-})
-
 export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConfigEncoded } = {
   "arc-tiny": {
     task: "arc",
@@ -105,9 +96,9 @@ export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConf
       selfEdits: { samples: 1 },
       innerLoop: { maxSequences: 12, views: 4 },
       oracleCandidates: [
-        demoOracle(true, 3e-3, 5),
-        demoOracle(false, 3e-3, 5),
-        demoOracle(false, 1e-3, 5)
+        outputTokenConfig(true, 3e-3, 5),
+        outputTokenConfig(false, 3e-3, 5),
+        outputTokenConfig(false, 1e-3, 5)
       ]
     }
   }

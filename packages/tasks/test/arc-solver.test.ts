@@ -21,21 +21,13 @@ import {
 import * as ArcSolver from "../src/arc/ArcSolver.js"
 import { arcTokens } from "../src/arc/ArcVocabulary.js"
 import type { ArcTask } from "../src/arc/Grid.js"
-import { type ToolConfig, toolConfigText } from "../src/arc/ToolConfig.js"
+import { outputTokenConfig, toolConfigText } from "../src/arc/ToolConfig.js"
 
 const dataDir = fileURLToPath(new URL("../../../data/", import.meta.url))
 const training = await Effect.runPromise(loadNamedArcSet(dataDir, "training"))
 const taskById = (id: string): ArcTask => training.find((t) => t.id === id)!
 
-const config = (basic: boolean, learningRate: number, epochs: number): ToolConfig => ({
-  data_generation: {
-    use_basic_augmentations: basic,
-    use_size_augmentations: false,
-    use_chain_augmentations: false,
-    use_repeat_augmentations: false
-  },
-  training: { strategy: "train_using_output_tokens", learning_rate: learningRate, num_train_epochs: epochs }
-})
+const config = outputTokenConfig
 
 const countTask = taskById("d631b094")
 const rotationTask = taskById("6150a2bd")

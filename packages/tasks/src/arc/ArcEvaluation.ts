@@ -17,7 +17,7 @@ import { exampleLength, selfEditPrompt } from "./ArcFormat.js"
 import { type ArcInnerLoopConfig, type ArcOutcome } from "./ArcInnerLoop.js"
 import { adaptAndSolve, type ArcSolveError, type ArcSolver, solveSelfEdits } from "./ArcSolver.js"
 import type { ArcTask } from "./Grid.js"
-import { ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
+import { outputTokenConfig, ToolConfig, toolConfigKey, toolConfigLength } from "./ToolConfig.js"
 
 export const arcMethods = ["icl", "self-edit", "oracle"] as const
 export type ArcMethod = typeof arcMethods[number]
@@ -33,21 +33,9 @@ export type ArcSelfEditSampling = typeof ArcSelfEditSampling.Type
  * The `oracle` row's candidates. The default spans what FEASIBILITY.md's probe found to matter
  * (the best fixed config there: basic augmentations, output-token loss, lr 3e-3, 5 epochs).
  */
-export const defaultOracleCandidates: ReadonlyArray<ToolConfig> = [
-  ...[false, true].flatMap((basic) =>
-    [1e-3, 3e-3].flatMap((lr) =>
-      [3, 5].map((epochs) => ({
-        data_generation: {
-          use_basic_augmentations: basic,
-          use_size_augmentations: false,
-          use_chain_augmentations: false,
-          use_repeat_augmentations: false
-        },
-        training: { strategy: "train_using_output_tokens" as const, learning_rate: lr, num_train_epochs: epochs }
-      }))
-    )
-  )
-]
+export const defaultOracleCandidates: ReadonlyArray<ToolConfig> = [false, true].flatMap((basic) =>
+  [1e-3, 3e-3].flatMap((lr) => [3, 5].map((epochs) => outputTokenConfig(basic, lr, epochs)))
+)
 
 export interface ArcRow {
   readonly method: string

@@ -88,6 +88,20 @@ export const parseToolConfig = (text: string): Either.Either<ToolConfig, ToolCon
 // ---------------------------------------------------------------------------------------------
 // The grammar
 
+/**
+ * A config of the shape fixed searches use (arc-demo's oracle, the probes): the basic family or
+ * no augmentation, output-token loss, the given learning rate and epochs.
+ */
+export const outputTokenConfig = (basic: boolean, learningRate: number, epochs: number): ToolConfig => ({
+  data_generation: {
+    use_basic_augmentations: basic,
+    use_size_augmentations: false,
+    use_chain_augmentations: false,
+    use_repeat_augmentations: false
+  },
+  training: { strategy: "train_using_output_tokens", learning_rate: learningRate, num_train_epochs: epochs }
+})
+
 /** The learning rates the ARC vocabulary can write, as the tokens `1e-4` ... `1e-2`. */
 export const toolConfigLearningRates: ReadonlyArray<number> = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
