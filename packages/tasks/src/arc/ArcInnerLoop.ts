@@ -15,6 +15,7 @@ import type { LoraAdapter, LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import { disposeDeviceLora, loraHook, uploadLora } from "@seal/gpu/lora/LoraAdapter"
 import { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { generate } from "@seal/gpu/model/Generate"
+import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
 import { adaptersWithinBudget } from "@seal/gpu/train/MemoryBudget"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Schema } from "effect"
@@ -219,7 +220,7 @@ export interface ArcWorkPlan {
 export const planArcWork = (
   items: ReadonlyArray<ArcItem>,
   config: ArcInnerLoopConfig,
-  modelConfig: LanguageModel["Type"]["config"]
+  modelConfig: ModelConfig
 ): ArcWorkPlan => {
   const prepared = items.map((item) => prepareItem(item, config, modelConfig.maxPositions))
   const settled = prepared.map((p) => (p.refused !== undefined ? notTrained(p) : undefined))
