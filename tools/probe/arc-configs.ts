@@ -20,7 +20,6 @@ import * as ArcSolver from "@seal/tasks/arc/ArcSolver"
 import { loadArcSplits, type SplitName, splitNames } from "@seal/tasks/arc/ArcSplits"
 import { outputTokenConfig, type ToolConfig } from "@seal/tasks/arc/ToolConfig"
 import { Effect, Layer, Schema } from "effect"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { flag, numberFlag } from "../bench/ChildProcess.js"
@@ -35,7 +34,7 @@ const set = (flag("--set") ?? "rl") as SplitName
 if (!splitNames.includes(set)) throw new Error(`--set must be one of ${splitNames.join(", ")}, got ${set}`)
 const backend = (flag("--backend") ?? "wasm") as TensorRuntime.ResolvedBackend
 const seed = numberFlag("--seed") ?? 0
-const workers = numberFlag("--workers") ?? Math.max(1, Math.min(4, os.availableParallelism()))
+const workers = numberFlag("--workers") ?? ArcSolver.defaultWorkers(backend)
 const inner = Schema.decodeUnknownSync(ArcInnerLoopConfig)(
   JSON.parse(flag("--inner") ?? "{\"maxSequences\":12,\"views\":4}")
 )

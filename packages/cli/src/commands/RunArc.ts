@@ -26,7 +26,6 @@ import { toolConfigMask } from "@seal/tasks/arc/ToolConfig"
 import * as LoraPolicy from "@seal/tasks/LoraPolicy"
 import { Console, Effect, Layer, Schema } from "effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { type ArcExperimentConfig, ArcExperimentConfig as ArcExperimentSchema } from "../ArcExperiment.js"
 import { bundledArcModelPath, bundledDataPath } from "../Defaults.js"
@@ -78,18 +77,11 @@ const deterministic = ({ secondsPerInnerLoop: _, ...row }: ArcRow, set: string, 
   ...(method === undefined ? {} : { method })
 })
 
-/**
- * Worker threads for the inner loop when none are asked for: the wasm and cpu backends use one
- * core each, so one worker per core (at most 4); tfjs-node spreads over the cores itself.
- */
-export const defaultArcWorkers = (backend: TensorRuntime.ResolvedBackend): number =>
-  backend === "wasm" || backend === "cpu" ? Math.max(1, Math.min(4, Os.availableParallelism())) : 1
-
 /** `workers` threads run the inner loop (this process when 1); its outcomes are the same either way. */
 const solverLayer = (modelDir: string, workers: number | undefined) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const runtime = yield* TensorRuntime.TensorRuntime
-    const n = workers ?? defaultArcWorkers(runtime.backend)
+    const n = workers ?? ArcSolver.defaultWorkers(runtime.backend)
     return n <= 1
       ? ArcSolver.layer
       : ArcSolver.layerWorkers({ modelDir, backend: runtime.backend, workers: n })
