@@ -408,6 +408,7 @@ describe("decodeArcPretrainConfig", () => {
       "microBatchTokens",
       "minLearningRateRatio",
       "passes",
+      "syntheticTasksPerPass",
       "viewsPerTask",
       "warmupSteps",
       "weightDecay"
@@ -566,6 +567,25 @@ describe("prepareArcPretraining", () => {
     expect(setup.skippedTaskIds.length).toBeGreaterThan(0)
     expect(idsOf(tasks).filter((id) => setup.taskIds.includes(id))).toEqual(setup.taskIds)
     expect([...setup.taskIds, ...setup.skippedTaskIds].sort()).toEqual(idsOf(tasks).sort())
+  })
+
+  it("adds `syntheticTasksPerPass` generated tasks to each pass, new in every pass, leaving the real tasks' sequences as they were", () => {
+    const withSynthetic = decode({ ...config, training: { ...config.training, syntheticTasksPerPass: 6 } })
+    const plain = setupOf(config, tasks)
+    const mixed = setupOf(withSynthetic, tasks)
+    const added = mixed.examples.filter((e) => !plain.examples.some((p) => key(p) === key(e)))
+    // Generated tasks of more than 256 tokens for two pairs are skipped like real ones.
+    expect(mixed.stats.syntheticSequences).toBe(mixed.examples.length - plain.examples.length)
+    expect(mixed.stats.syntheticSequences).toBeGreaterThanOrEqual(8)
+    expect(mixed.stats.syntheticSequences).toBeLessThanOrEqual(12)
+    expect(added.length).toBe(mixed.stats.syntheticSequences)
+    expect(plain.stats.syntheticSequences).toBe(0)
+    expect(sortedKeys(mixed.examples.filter((e) => !added.includes(e)))).toEqual(sortedKeys(plain.examples))
+    // Each pass plans its own generated sequences.
+    const passOf = new Map(mixed.plan.flatMap((s) => s.microBatches.flat().map((i) => [i, s.epoch] as const)))
+    const addedPasses = added.map((e) => passOf.get(mixed.examples.indexOf(e)))
+    expect(new Set(addedPasses)).toEqual(new Set([0, 1]))
+    expect(setupOf(withSynthetic, tasks).examples).toEqual(mixed.examples)
   })
 
   it("fails with DocumentTooLong when no task has two pairs within the context", () => {

@@ -40,6 +40,7 @@ import {
   shuffleExamples
 } from "./Augmenters.js"
 import type { ArcExample, ArcTask } from "./Grid.js"
+import { syntheticTask } from "./SyntheticTasks.js"
 import { allToolConfigs, toolConfigText } from "./ToolConfig.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
@@ -58,6 +59,11 @@ export const ArcPretrainTraining = Schema.Struct({
   passes: Schema.optionalWith(PositiveInt, { default: () => 24 }),
   /** Sequences per task per pass, each under its own symmetry, colours and order. */
   viewsPerTask: Schema.optionalWith(PositiveInt, { default: () => 4 }),
+  /**
+   * Generated tasks (`SyntheticTasks.ts`) added to each pass, one sequence each, every one new:
+   * pass p's task s is the generated task of seed `mixSeed(seed, syntheticStream, p, s)`.
+   */
+  syntheticTasksPerPass: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
   /** Sequences per optimizer step. */
   batchSequences: Schema.optionalWith(PositiveInt, { default: () => 16 }),
   /**
@@ -156,6 +162,8 @@ export interface ArcPretrainSetup {
   readonly skippedTaskIds: ReadonlyArray<string>
   readonly stats: {
     readonly sequences: number
+    /** Of `sequences`, those of generated tasks. */
+    readonly syntheticSequences: number
     readonly steps: number
     readonly plannedTokens: number
     readonly targetTokens: number
@@ -182,23 +190,31 @@ export const prepareArcPretraining = (
   const examples: Array<TokenizedExample> = []
   const passRanges: Array<Array<number>> = []
   const used = new Set<string>()
+  let syntheticSequences = 0
+  /** One sequence of a random view of `task`, drawn from `rng`; false when no two pairs fit. */
+  const addView = (task: ArcTask, rng: () => number, indices: Array<number>): boolean => {
+    const pairs = randomView(task, rng)
+    const configIds = rng() < t.configShare
+      ? tokenizer.encode(toolConfigText(configs[Math.floor(rng() * configs.length)]!), { addBos: false })
+      : undefined
+    // A view too long to leave room for a config is kept without one.
+    const sequence = packPairs(pairs, config.model.maxPositions, configIds) ??
+      packPairs(pairs, config.model.maxPositions)
+    if (sequence === undefined) return false
+    indices.push(examples.length)
+    examples.push(sequence)
+    return true
+  }
   for (let pass = 0; pass < t.passes; pass++) {
     const indices: Array<number> = []
     for (const task of tasks) {
       for (let view = 0; view < t.viewsPerTask; view++) {
-        const rng = makeRng(mixSeed(config.seed, stringHash(task.id), pass, view))
-        const pairs = randomView(task, rng)
-        const configIds = rng() < t.configShare
-          ? tokenizer.encode(toolConfigText(configs[Math.floor(rng() * configs.length)]!), { addBos: false })
-          : undefined
-        // A view too long to leave room for a config is kept without one.
-        const sequence = packPairs(pairs, config.model.maxPositions, configIds) ??
-          packPairs(pairs, config.model.maxPositions)
-        if (sequence === undefined) continue
-        used.add(task.id)
-        indices.push(examples.length)
-        examples.push(sequence)
+        if (addView(task, makeRng(mixSeed(config.seed, stringHash(task.id), pass, view)), indices)) used.add(task.id)
       }
+    }
+    for (let s = 0; s < t.syntheticTasksPerPass; s++) {
+      const seed = mixSeed(config.seed, syntheticStream, pass, s)
+      if (addView(syntheticTask(seed), makeRng(deriveSeed(seed, 1)), indices)) syntheticSequences++
     }
     passRanges.push(indices)
   }
@@ -230,11 +246,15 @@ export const prepareArcPretraining = (
       sequences: examples.length,
       steps: plan.length,
       plannedTokens,
+      syntheticSequences,
       targetTokens: examples.reduce((n, e) => n + e.labelMask.reduce((a, b) => a + b, 0), 0),
       paddedTokens: paddedTokens(plan, lengths)
     }
   })
 }
+
+/** The seed stream of generated tasks (any constant apart from task-id hashes). */
+const syntheticStream = 0x5e7a71c
 
 /** The provenance file of a pretrained ARC model. */
 export const arcProvenanceFile = "seal-arc.json"
