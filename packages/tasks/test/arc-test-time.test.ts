@@ -393,6 +393,10 @@ describe("voting", () => {
         expect(v.prompt).toEqual(queryPrompt(shown.map((d) => applyToExample(view, d)), view.apply(input)))
       })
       expect(views[0]!.prompt).toEqual(queryPrompt(shown, input))
+      // Outputs keep their input's shape: 2x3 here, 3x2 in the views that swap the sides.
+      expect(views.map((v) => `${v.shape.rows}x${v.shape.columns}`)).toEqual(
+        invertibleViews.map((view) => (view.apply(input).length === 2 ? "2x3" : "3x2"))
+      )
     })
 
     it("each view's invert maps view.apply(g) back to g", () => {
@@ -581,6 +585,23 @@ describe("the ARC inner loop on a tiny random model", () => {
         if (o.finalLoss === undefined) expect(outcomes[i]!.finalLoss).toBeUndefined()
         else expect(Math.abs(o.finalLoss - outcomes[i]!.finalLoss!)).toBeLessThan(1e-3)
       })
+    }).pipe(Effect.provide(trainerLayer)))
+
+  it.effect("impliedShape: every attempt of the random model has the shape the demonstrations imply", () =>
+    Effect.gen(function*() {
+      const before = yield* numTensors
+      const free = yield* predictTask(rotationTask, innerLoop({ views: 8 }))
+      const held = yield* predictTask(rotationTask, innerLoop({ views: 8, impliedShape: true }))
+      const constant = yield* predictTask(constantTask, innerLoop({ views: 8, impliedShape: true }))
+      expect(yield* numTensors).toBe(before)
+      const shapes = (attempts: ReadonlyArray<ReadonlyArray<Grid>>) =>
+        attempts.flat().map((g) => `${g.length}x${g[0]!.length}`)
+      // 6150a2bd maps 3x3 to 3x3; the random model, free, writes no such grid.
+      expect(shapes(held.attempts)).toEqual(["3x3", "3x3"])
+      expect(shapes(free.attempts).filter((s) => s === "3x3")).toEqual([])
+      // Every 2x2 input of the constant task gives one row of two.
+      expect(shapes(constant.attempts).length).toBeGreaterThan(0)
+      expect(new Set(shapes(constant.attempts))).toEqual(new Set(["1x2"]))
     }).pipe(Effect.provide(trainerLayer)))
 
   it.effect("an adapter that learnt the rule solves the task; attempts are the views' grids mapped back", () =>

@@ -14,7 +14,7 @@ import { GenerationError } from "@seal/gpu/LanguageModel"
 import type { LoraAdapter, LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import { disposeDeviceLora, loraHook, uploadLora } from "@seal/gpu/lora/LoraAdapter"
 import { LoraTrainer } from "@seal/gpu/LoraTrainer"
-import { generate } from "@seal/gpu/model/Generate"
+import { generate, type LogitMask } from "@seal/gpu/model/Generate"
 import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
 import { adaptersWithinBudget } from "@seal/gpu/train/MemoryBudget"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
@@ -25,6 +25,7 @@ import { ids } from "./ArcVocabulary.js"
 import { invertibleViews } from "./Augmenters.js"
 import type { ArcTask, Grid } from "./Grid.js"
 import { maxGridSide } from "./Grid.js"
+import { gridMask, impliedOutputShape } from "./OutputShape.js"
 import { testTimeSequences } from "./TestTimeData.js"
 import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
 import { attempts, cellAccuracy, queryViews, solvedByAttempts } from "./Voting.js"
@@ -50,7 +51,13 @@ export const ArcInnerLoopConfig = Schema.Struct({
    */
   memoryBudgetMB: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 400 }),
   /** Views voted over at inference: the first n of the square's 8 symmetries (identity first). */
-  views: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, invertibleViews.length)), { default: () => 8 })
+  views: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, invertibleViews.length)), { default: () => 8 }),
+  /**
+   * Hold each prediction to the output shape the demonstrations imply (`OutputShape.ts`): the
+   * same as the input, a constant, a multiple or a fraction of it, per side; sides no rule
+   * explains stay free. Off: the model chooses the extent, and only well-formedness is checked.
+   */
+  impliedShape: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }).annotations({ identifier: "ArcInnerLoopConfig" })
 export type ArcInnerLoopConfig = typeof ArcInnerLoopConfig.Type
 export type ArcInnerLoopConfigEncoded = typeof ArcInnerLoopConfig.Encoded
@@ -84,10 +91,17 @@ export interface ArcItem {
  * The most tokens a prediction may take: twice the largest grid of the demonstrations' outputs
  * and the input (outputs in ARC rarely outgrow that), within ARC's 30x30 and the context.
  */
-const predictionBudget = (task: ArcTask, input: Grid): number => {
+const predictionBudget = (task: ArcTask, input: Grid, impliedShape: boolean): number => {
   const largest = Math.max(gridLength(input), ...task.train.map((d) => gridLength(d.output)))
-  return Math.min(2 * largest + 1, maxGridSide * (maxGridSide + 1) + 1)
+  const free = Math.min(2 * largest + 1, maxGridSide * (maxGridSide + 1) + 1)
+  const shape = impliedShape ? impliedOutputShape(task.train, input) : undefined
+  // Room for the implied grid in any view (a transposing view writes columns + 1 tokens per column).
+  return shape?.rows === undefined || shape.columns === undefined
+    ? free
+    : Math.max(free, shape.rows * shape.columns + Math.max(shape.rows, shape.columns) + 1)
 }
+
+const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => masks[step.row]!(step)
 
 /**
  * Greedy predictions of every test input of `task` in `views` views, with `adapter` applied when
@@ -96,7 +110,7 @@ const predictionBudget = (task: ArcTask, input: Grid): number => {
  */
 export const predictTask = (
   task: ArcTask,
-  config: Pick<ArcInnerLoopConfig, "views">,
+  config: Pick<ArcInnerLoopConfig, "views" | "impliedShape">,
   adapter?: LoraAdapter | undefined
 ): Effect.Effect<ArcPrediction, GenerationError, LanguageModel> =>
   Effect.scoped(
@@ -111,7 +125,7 @@ export const predictTask = (
       const views = invertibleViews.slice(0, config.views)
       const perTest: Array<Array<Grid>> = []
       for (const test of task.test) {
-        const budget = predictionBudget(task, test.input)
+        const budget = predictionBudget(task, test.input, config.impliedShape)
         const shown = queryViews(task.train, test.input, views, model.config.maxPositions - budget)
         if (shown.length === 0) {
           perTest.push([])
@@ -123,7 +137,8 @@ export const predictTask = (
               maxTokens: budget,
               temperature: 0,
               eosId: ids.exampleEnd,
-              hook
+              hook,
+              logitMask: config.impliedShape ? maskPerRow(shown.map((v) => gridMask(v.shape))) : undefined
             }),
           catch: (e) => new GenerationError({ reason: "Backend", detail: `ARC prediction failed: ${String(e)}` })
         })

@@ -7,12 +7,15 @@ import { queryPrompt } from "./ArcFormat.js"
 import { applyToExample, type InvertibleAugmenter } from "./Augmenters.js"
 import type { ArcExample, Grid } from "./Grid.js"
 import { gridKey, gridsEqual } from "./Grid.js"
+import { impliedOutputShape, type OutputShape } from "./OutputShape.js"
 
 /** One view of a query: the prompt to generate from and how to map its prediction back. */
 export interface QueryView {
   readonly view: string
   readonly prompt: ReadonlyArray<number>
   readonly invert: (grid: Grid) => Grid | undefined
+  /** The output's shape in this view, as the demonstrations (seen the same way) imply it. */
+  readonly shape: OutputShape
 }
 
 /** The views of `input` (with the demonstrations seen the same way) whose prompts fit `maxPromptTokens`. */
@@ -23,8 +26,11 @@ export const queryViews = (
   maxPromptTokens: number
 ): Array<QueryView> =>
   views.flatMap((view) => {
-    const prompt = queryPrompt(demonstrations.map((d) => applyToExample(view, d)), view.apply(input))
-    return prompt.length <= maxPromptTokens ? [{ view: view.name, prompt, invert: view.invert }] : []
+    const shown = demonstrations.map((d) => applyToExample(view, d))
+    const prompt = queryPrompt(shown, view.apply(input))
+    return prompt.length <= maxPromptTokens
+      ? [{ view: view.name, prompt, invert: view.invert, shape: impliedOutputShape(shown, view.apply(input)) }]
+      : []
   })
 
 export interface Vote {
