@@ -29,6 +29,7 @@ import {
   invertibleViews
 } from "../src/arc/Augmenters.js"
 import { type ArcExample, type ArcTask, type Grid, gridsEqual, makeGrid } from "../src/arc/Grid.js"
+import { gridMask } from "../src/arc/OutputShape.js"
 import {
   leaveOutTasks,
   strategyLoss,
@@ -590,7 +591,7 @@ describe("the ARC inner loop on a tiny random model", () => {
   it.effect("impliedShape: every attempt of the random model has the shape the demonstrations imply", () =>
     Effect.gen(function*() {
       const before = yield* numTensors
-      const free = yield* predictTask(rotationTask, innerLoop({ views: 8 }))
+      const free = yield* predictTask(rotationTask, innerLoop({ views: 8, impliedShape: false }))
       const held = yield* predictTask(rotationTask, innerLoop({ views: 8, impliedShape: true }))
       const constant = yield* predictTask(constantTask, innerLoop({ views: 8, impliedShape: true }))
       expect(yield* numTensors).toBe(before)
@@ -608,9 +609,16 @@ describe("the ARC inner loop on a tiny random model", () => {
     Effect.gen(function*() {
       const config = innerLoop({ views: 8, batchSize: 8, maxSequences: 16 })
       const self = toolConfig({ learningRate: 1e-2, epochs: 10 })
-      // Unadapted, the random model writes no grid at all.
+      // Unadapted, the random model writes no grid of its own accord, and wrong ones held to 1x2.
+      expect(yield* predictTask(constantTask, { ...config, impliedShape: false }))
+        .toEqual({ attempts: [[]], solved: false, cellAccuracy: 0 })
       const unadapted = yield* predictTask(constantTask, config)
-      expect(unadapted).toEqual({ attempts: [[]], solved: false, cellAccuracy: 0 })
+      expect(unadapted.solved).toBe(false)
+      expect(unadapted.attempts[0]!.length).toBeGreaterThan(0)
+      for (const grid of unadapted.attempts[0]!) {
+        expect([grid.length, grid[0]!.length]).toEqual([1, 2])
+        expect(grid).not.toEqual([[5, 6]])
+      }
 
       const before = yield* numTensors
       const [adapted] = yield* adaptAndSolveHere([{ task: constantTask, config: self, seed: 1 }], config)
@@ -653,7 +661,9 @@ describe("the ARC inner loop on a tiny random model", () => {
         maxTokens: budget,
         temperature: 0,
         eosId: ids.exampleEnd,
-        hook: loraHook(device)
+        hook: loraHook(device),
+        // Held to the implied shape, as by default: one row of two.
+        logitMask: (step) => gridMask(views[step.row]!.shape)(step)
       }).map((row) => decodeGrid(row.tokens))
       disposeDeviceLora(device)
       expect(yield* numTensors).toBe(before)

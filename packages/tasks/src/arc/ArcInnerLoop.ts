@@ -55,9 +55,11 @@ export const ArcInnerLoopConfig = Schema.Struct({
   /**
    * Hold each prediction to the output shape the demonstrations imply (`OutputShape.ts`): the
    * same as the input, a constant, a multiple or a fraction of it, per side; sides no rule
-   * explains stay free. Off: the model chooses the extent, and only well-formedness is checked.
+   * explains stay free. On 41 RL tasks it raised the first attempt's cells by 1-4 points for
+   * every config (models/README.md). Off: the model chooses the extent, and a grid it writes
+   * malformed casts no vote.
    */
-  impliedShape: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  impliedShape: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }).annotations({ identifier: "ArcInnerLoopConfig" })
 export type ArcInnerLoopConfig = typeof ArcInnerLoopConfig.Type
 export type ArcInnerLoopConfigEncoded = typeof ArcInnerLoopConfig.Encoded

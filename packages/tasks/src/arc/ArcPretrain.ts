@@ -269,7 +269,11 @@ export const arcPretrainSpec = (splits: ArcSplits): PretrainSpec<ArcPretrainConf
   provenance: (config, setup) => ({
     file: arcProvenanceFile,
     content: {
-      what: "an ARC base model, pretrained from scratch by seal-ts on ARC-AGI training tasks",
+      what: `an ARC base model, ${
+        config.init === undefined ? "pretrained from scratch" : `pretrained from the weights of ${config.init}`
+      } by seal-ts on ARC-AGI training tasks${
+        config.training.syntheticTasksPerPass > 0 ? " and generated tasks (SyntheticTasks.ts)" : ""
+      }`,
       reproduce: "npx seal pretrain --task arc --config <this file's config> --out DIR",
       config,
       stats: setup.stats,
