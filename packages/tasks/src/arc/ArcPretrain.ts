@@ -171,6 +171,9 @@ export interface ArcPretrainSetup {
   }
 }
 
+/** The seed stream of generated tasks (any constant apart from task-id hashes). */
+const syntheticStream = 0x5e7a71c
+
 /**
  * The examples and plan of a run, deterministically from `config` and the pretraining tasks:
  * pass p, task t, view v draws from the stream `mixSeed(seed, hash(t), p, v)`, so the data do not
@@ -252,9 +255,6 @@ export const prepareArcPretraining = (
     }
   })
 }
-
-/** The seed stream of generated tasks (any constant apart from task-id hashes). */
-const syntheticStream = 0x5e7a71c
 
 /** The provenance file of a pretrained ARC model. */
 export const arcProvenanceFile = "seal-arc.json"

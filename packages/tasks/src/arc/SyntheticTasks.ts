@@ -12,6 +12,7 @@
  */
 import { makeRng } from "@seal/gpu/model/Sampling"
 import {
+  colourPermutation,
   increaseHeight,
   increaseResolution,
   increaseWidth,
@@ -28,15 +29,8 @@ type Rng = () => number
 const between = (rng: Rng, low: number, high: number): number => low + Math.floor(rng() * (high - low + 1))
 const pick = <A>(rng: Rng, items: ReadonlyArray<A>): A => items[Math.floor(rng() * items.length)]!
 
-/** `count` distinct colours from 1-9. */
-const palette = (rng: Rng, count: number): Array<number> => {
-  const colours = [1, 2, 3, 4, 5, 6, 7, 8, 9]
-  for (let i = colours.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1))
-    ;[colours[i], colours[j]] = [colours[j]!, colours[i]!]
-  }
-  return colours.slice(0, count)
-}
+/** `count` distinct colours from 1-9, in random order. */
+const palette = (rng: Rng, count: number): Array<number> => colourPermutation(rng).slice(1, 1 + count)
 
 /** A rule instance: inputs it applies to, and the output of each (undefined: draw another input). */
 interface Rule {
