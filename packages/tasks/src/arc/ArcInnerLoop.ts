@@ -25,7 +25,7 @@ import { ids } from "./ArcVocabulary.js"
 import { invertibleViews } from "./Augmenters.js"
 import type { ArcTask, Grid } from "./Grid.js"
 import { maxGridSide } from "./Grid.js"
-import { gridMask, impliedOutputShape } from "./OutputShape.js"
+import { gridMask, impliedOutputShape, shapeTokens } from "./OutputShape.js"
 import { testTimeSequences } from "./TestTimeData.js"
 import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
 import { attempts, cellAccuracy, queryViews, solvedByAttempts } from "./Voting.js"
@@ -96,11 +96,10 @@ export interface ArcItem {
 const predictionBudget = (task: ArcTask, input: Grid, impliedShape: boolean): number => {
   const largest = Math.max(gridLength(input), ...task.train.map((d) => gridLength(d.output)))
   const free = Math.min(2 * largest + 1, maxGridSide * (maxGridSide + 1) + 1)
-  const shape = impliedShape ? impliedOutputShape(task.train, input) : undefined
-  // Room for the implied grid in any view (a transposing view writes columns + 1 tokens per column).
-  return shape?.rows === undefined || shape.columns === undefined
-    ? free
-    : Math.max(free, shape.rows * shape.columns + Math.max(shape.rows, shape.columns) + 1)
+  if (!impliedShape) return free
+  const { columns, rows } = impliedOutputShape(task.train, input)
+  // Room for the implied grid in any view: a transposing view writes it with the sides swapped.
+  return Math.max(free, shapeTokens({ rows, columns }) ?? 0, shapeTokens({ rows: columns, columns: rows }) ?? 0)
 }
 
 const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => masks[step.row]!(step)
