@@ -163,6 +163,8 @@ export interface PretrainProgress {
   readonly tokensPerSecond: number
   /** Seconds this process has trained. */
   readonly seconds: number
+  /** Steps this process has trained (fewer than `step` in a resumed run): the pace for an estimate. */
+  readonly stepsThisProcess: number
 }
 
 export interface PretrainOptions<C> {
@@ -372,6 +374,7 @@ export const runPretraining = <C, S extends PretrainData>(
       ? totalSteps
       : Math.min(totalSteps, state.step + options.stopAfterSteps)
     const started = performance.now()
+    const firstStep = state.step
     while (state.step < stopAt) {
       const endStep = Math.min(stopAt, state.step + t.checkpointEverySteps)
       const lines: Array<string> = []
@@ -423,7 +426,8 @@ export const runPretraining = <C, S extends PretrainData>(
           loss: result.losses.reduce((a, b) => a + b, 0) / Math.max(1, result.losses.length),
           learningRate: result.learningRates[result.learningRates.length - 1] ?? 0,
           tokensPerSecond: result.tokensPerSecond,
-          seconds: (performance.now() - started) / 1000
+          seconds: (performance.now() - started) / 1000,
+          stepsThisProcess: state.step - firstStep
         })
       }
     }

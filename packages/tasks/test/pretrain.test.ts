@@ -83,7 +83,12 @@ const run = (options: Omit<Parameters<typeof pretrain>[0], "onProgress">) =>
   Effect.gen(function*() {
     const seen: Array<PretrainProgress> = []
     const result = yield* pretrain({ ...options, onProgress: (p) => Effect.sync(() => seen.push(p)) })
-    return { result, seen: seen.map((p) => p.step), totals: seen.map((p) => p.totalSteps) }
+    return {
+      result,
+      seen: seen.map((p) => p.step),
+      totals: seen.map((p) => p.totalSteps),
+      ownSteps: seen.map((p) => p.stepsThisProcess)
+    }
   })
 
 describe("decodePretrainConfig", () => {
@@ -319,6 +324,7 @@ describe("pretrain: the run directory", () => {
       expect(first.result.totalSteps).toBe(totalSteps)
       expect(first.result.modelDir).toBeUndefined()
       expect(first.seen).toEqual([5, 7])
+      expect(first.ownSteps).toEqual([5, 7])
       expect(Fs.existsSync(file("model"))).toBe(false)
       expect(Fs.readdirSync(file("checkpoints"))).toEqual(["step-000007"])
       expect(readJson(file("latest.json"))).toEqual({ step: 7, checkpoint: "step-000007" })
@@ -337,6 +343,8 @@ describe("pretrain: the run directory", () => {
       const second = yield* run({ dir, resume: true, config: { ...trainConfig, seed: 99 }, stopAfterSteps: 3 })
       expect(second.result.stepsDone).toBe(10)
       expect(second.seen).toEqual([10])
+      // The pace of a resumed run counts only this process's steps.
+      expect(second.ownSteps).toEqual([3])
       expect(progressSteps(dir)).toEqual(range(1, 10))
       expect(read(file("progress.jsonl"))).not.toContain("999")
       expect(Fs.readdirSync(file("checkpoints"))).toEqual(["step-000010"])

@@ -86,7 +86,8 @@ const readConfig = <C>(
 
 const printProgress = (p: PretrainProgress) => {
   const left = p.totalSteps - p.step
-  const perStep = p.step > 0 ? p.seconds / p.step : 0
+  // A resumed run's pace is this process's: its seconds over its own steps, not the run's.
+  const perStep = p.stepsThisProcess > 0 ? p.seconds / p.stepsThisProcess : 0
   return Console.error(
     `step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  lr ${p.learningRate.toExponential(2)}  ` +
       `${p.tokensPerSecond.toFixed(0)} tokens/s  ${p.seconds.toFixed(0)} s` +
