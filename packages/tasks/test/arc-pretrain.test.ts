@@ -40,6 +40,7 @@ import { type ArcSplits, arcSplits, loadArcSplits, smallTaskCells } from "../src
 import { ids } from "../src/arc/ArcVocabulary.js"
 import { invertibleViews } from "../src/arc/Augmenters.js"
 import { type ArcExample, type ArcTask, demonstrationCells, type Grid, makeGrid } from "../src/arc/Grid.js"
+import { gridFamilies } from "../src/arc/SyntheticTasks.js"
 import { parseToolConfig, toolConfigKey } from "../src/arc/ToolConfig.js"
 import { PretrainError } from "../src/PretrainRun.js"
 
@@ -408,15 +409,19 @@ describe("decodeArcPretrainConfig", () => {
       "microBatchTokens",
       "minLearningRateRatio",
       "passes",
+      "syntheticFamilies",
       "syntheticTasksPerPass",
       "viewsPerTask",
       "warmupSteps",
       "weightDecay"
     ])
     for (const [field, value] of [...Object.entries(defaults.model), ...Object.entries(defaults.training)]) {
+      if (field === "syntheticFamilies") continue
       expect(field === "gridPositions" ? typeof value === "boolean" : Number.isFinite(value), field).toBe(true)
     }
     expect(defaults.seed).toBe(0)
+    // The cell families by default: the bundled model's recipe draws the tasks it drew.
+    expect(defaults.training.syntheticFamilies).toEqual(gridFamilies.map((f) => f.name))
     expect(decode(JSON.parse(JSON.stringify(defaults)))).toEqual(defaults)
     // An explicit field overrides its default and leaves the others.
     const tiny = decode({ model: { hiddenSize: 16, numHeads: 2 }, training: { passes: 2 }, seed: 3 })
@@ -442,6 +447,12 @@ describe("decodeArcPretrainConfig", () => {
       // A world config is not an ARC config.
       [{ training: { mainPasses: 2 } }, "config: training.mainPasses", /is unexpected/],
       [{ seed: -1 }, "config: seed", /non-negative/],
+      [
+        { training: { syntheticFamilies: ["crop", "mirror"] } },
+        "config: training.syntheticFamilies.1",
+        /unknown family "mirror"; the families are geometry, /
+      ],
+      [{ training: { syntheticFamilies: [] } }, "config: training.syntheticFamilies", /at least 1/],
       [null, "config", /Expected/]
     ]
     for (const [input, field, detail] of cases) {
@@ -586,6 +597,26 @@ describe("prepareArcPretraining", () => {
     const addedPasses = added.map((e) => passOf.get(mixed.examples.indexOf(e)))
     expect(new Set(addedPasses)).toEqual(new Set([0, 1]))
     expect(setupOf(withSynthetic, tasks).examples).toEqual(mixed.examples)
+  })
+
+  it("draws generated tasks from `syntheticFamilies` only", () => {
+    const only = (families: ReadonlyArray<string>) =>
+      setupOf(
+        decode({ ...config, training: { ...config.training, syntheticTasksPerPass: 6, syntheticFamilies: families } }),
+        tasks
+      )
+    const plain = setupOf(config, tasks)
+    const added = (setup: ReturnType<typeof setupOf>) =>
+      setup.examples.filter((e) => !plain.examples.some((p) => key(p) === key(e)))
+    // Other tasks than the default families give, the same for the same families
+    // (arc-synthetic.test.ts checks that `syntheticTask` keeps to the families it is given).
+    const fills = added(only(["pattern-fill"]))
+    const defaults = added(
+      setupOf(decode({ ...config, training: { ...config.training, syntheticTasksPerPass: 6 } }), tasks)
+    )
+    expect(fills.length).toBeGreaterThan(0)
+    expect(sortedKeys(fills)).not.toEqual(sortedKeys(defaults))
+    expect(sortedKeys(added(only(["pattern-fill"])))).toEqual(sortedKeys(fills))
   })
 
   it("fails with DocumentTooLong when no task has two pairs within the context", () => {

@@ -1,10 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
+import { createHash } from "node:crypto"
 import { invertibleViews } from "../src/arc/Augmenters.js"
 import { type ArcExample, colourCount, type Grid, gridsEqual, height, maxGridSide, width } from "../src/arc/Grid.js"
-import { syntheticFamilies, syntheticTask } from "../src/arc/SyntheticTasks.js"
+import { objectsOf } from "../src/arc/ObjectFamilies.js"
+import { gridFamilies, syntheticFamilies, syntheticTask } from "../src/arc/SyntheticTasks.js"
 
-const seeds = Array.from({ length: 600 }, (_, i) => i * 7919 + 3)
-const tasks = seeds.map(syntheticTask)
+const seeds = Array.from({ length: 1200 }, (_, i) => i * 7919 + 3)
+const tasks = seeds.map((seed) => syntheticTask(seed, syntheticFamilies))
 const familyOf = (id: string) => id.replace(/^synthetic-/, "").replace(/-\d+$/, "")
 const pairsOf = (name: string): Array<ReadonlyArray<ArcExample>> =>
   tasks.filter((t) => familyOf(t.id) === name).map((t) => [...t.train, ...t.test])
@@ -34,8 +36,23 @@ describe("syntheticTask", () => {
   })
 
   it("is deterministic for a seed and varies with it", () => {
-    expect(syntheticTask(seeds[5]!)).toEqual(tasks[5])
+    expect(syntheticTask(seeds[5]!, syntheticFamilies)).toEqual(tasks[5])
     expect(new Set(tasks.map((t) => JSON.stringify(t.train))).size).toBe(tasks.length)
+  })
+
+  it("keeps to the families it is given; by default the cell rules, drawing what the bundled model's recipe drew", () => {
+    const names = ["hollow", "connect"]
+    const some = seeds.slice(0, 60).map((seed) =>
+      syntheticTask(seed, syntheticFamilies.filter((f) => names.includes(f.name)))
+    )
+    expect(new Set(some.map((t) => familyOf(t.id)))).toEqual(new Set(names))
+    const defaults = seeds.slice(0, 300).map((seed) => syntheticTask(seed))
+    expect(defaults.every((t) => gridFamilies.some((f) => f.name === familyOf(t.id)))).toBe(true)
+    // Fingerprint of the default draws when models/recipes/arc-synthetic.json trained the
+    // bundled model (commit fcf288b): a change here changes what that recipe reproduces.
+    expect(createHash("sha256").update(JSON.stringify(defaults)).digest("hex")).toBe(
+      "5f1f98e4253b74e44205f35e11309a9b3f3eea43104f772f6fbe4c87ee35eda1"
+    )
   })
 
   // One rule per task: the pairs of a task agree on it (checked for the families where the rule
@@ -114,6 +131,166 @@ describe("syntheticTask", () => {
         )
       }
       expect(added.size).toBe(1)
+    }
+  })
+})
+
+/** The cells where two same-shaped grids differ, as [row, column, before, after]. */
+const changes = (input: Grid, output: Grid) =>
+  input.flatMap((row, r) =>
+    row.flatMap((cell, c) => (cell !== output[r]![c] ? [[r, c, cell, output[r]![c]!] as const] : []))
+  )
+const sameShape = ({ input, output }: ArcExample) => height(input) === height(output) && width(input) === width(output)
+
+describe("syntheticTask: object and pattern families", () => {
+  it("every new family is drawn", () => {
+    for (
+      const name of [
+        "object-size",
+        "extract-object",
+        "box-objects",
+        "count-objects",
+        "denoise",
+        "hollow",
+        "connect",
+        "symmetry-complete",
+        "pattern-fill"
+      ]
+    ) {
+      expect(pairsOf(name).length, name).toBeGreaterThan(10)
+    }
+  })
+
+  it("object-size: only colours change, and whole objects at a time", () => {
+    for (const pairs of pairsOf("object-size")) {
+      for (const pair of pairs) {
+        expect(sameShape(pair)).toBe(true)
+        const changed = new Set(
+          changes(pair.input, pair.output).map(([r, c, before, after]) => {
+            expect(before).not.toBe(0)
+            expect(after).not.toBe(0)
+            return `${r},${c}`
+          })
+        )
+        for (const object of objectsOf(pair.input)) {
+          const hit = object.cells.filter(([r, c]) => changed.has(`${r},${c}`)).length
+          expect([0, object.cells.length]).toContain(hit)
+        }
+      }
+    }
+  })
+
+  it("extract-object: the output is one of the input's objects, cut out at its bounding box", () => {
+    for (const pairs of pairsOf("extract-object")) {
+      for (const { input, output } of pairs) {
+        const found = objectsOf(input, { sameColour: true }).some((object) => {
+          const top = Math.min(...object.cells.map(([r]) => r))
+          const left = Math.min(...object.cells.map(([, c]) => c))
+          const cells = new Set(object.cells.map(([r, c]) => `${r - top},${c - left}`))
+          return Math.max(...object.cells.map(([r]) => r)) - top + 1 === height(output) &&
+            Math.max(...object.cells.map(([, c]) => c)) - left + 1 === width(output) &&
+            output.every((row, r) =>
+              row.every((cell, c) => cell === (cells.has(`${r},${c}`) ? input[top + r]![left + c] : 0))
+            )
+        })
+        expect(found).toBe(true)
+      }
+    }
+  })
+
+  it("box-objects, connect: only 0s change, to one colour a task for frames", () => {
+    for (const name of ["box-objects", "connect"]) {
+      for (const pairs of pairsOf(name)) {
+        const added = new Set<number>()
+        for (const pair of pairs) {
+          expect(sameShape(pair)).toBe(true)
+          for (const [, , before, after] of changes(pair.input, pair.output)) {
+            expect(before).toBe(0)
+            added.add(after)
+          }
+        }
+        if (name === "box-objects") expect(added.size).toBe(1)
+      }
+    }
+  })
+
+  it("count-objects: a line as long as the input has objects", () => {
+    for (const pairs of pairsOf("count-objects")) {
+      for (const { input, output } of pairs) {
+        expect(Math.min(height(output), width(output))).toBe(1)
+        expect(height(output) * width(output)).toBe(objectsOf(input).length)
+      }
+    }
+  })
+
+  it("denoise: cells only go, and what stays has a neighbour of its colour", () => {
+    for (const pairs of pairsOf("denoise")) {
+      for (const pair of pairs) {
+        expect(sameShape(pair)).toBe(true)
+        for (const [, , , after] of changes(pair.input, pair.output)) expect(after).toBe(0)
+        pair.output.forEach((row, r) =>
+          row.forEach((cell, c) => {
+            if (cell === 0) return
+            const near = [[r + 1, c], [r - 1, c], [r, c + 1], [r, c - 1]].some(([a, b]) =>
+              pair.output[a!]?.[b!] === cell
+            )
+            expect(near).toBe(true)
+          })
+        )
+      }
+    }
+  })
+
+  it("hollow: only cells inside a block of their colour change", () => {
+    for (const pairs of pairsOf("hollow")) {
+      for (const pair of pairs) {
+        expect(sameShape(pair)).toBe(true)
+        for (const [r, c, before] of changes(pair.input, pair.output)) {
+          for (let dr = -1; dr <= 1; dr++) {
+            for (let dc = -1; dc <= 1; dc++) expect(pair.input[r + dr]![c + dc]).toBe(before)
+          }
+        }
+      }
+    }
+  })
+
+  it("symmetry-complete: the masked colour is gone, and a full output is mirror-symmetric", () => {
+    let full = 0
+    for (const pairs of pairsOf("symmetry-complete")) {
+      const maskColours = pairs.filter(sameShape).map(({ input, output }) => {
+        const outputColours = new Set(output.flat())
+        return [...new Set(input.flat())].filter((colour) => !outputColours.has(colour))
+      })
+      // One colour, the same in every pair restored whole, is painted over.
+      expect(maskColours.every((m) => m.length === 1 && m[0] === maskColours[0]![0])).toBe(true)
+      for (const pair of pairs.filter(sameShape)) {
+        full++
+        const mirrored = [invertibleViews[4]!, invertibleViews[5]!].some((flip) =>
+          gridsEqual(flip.apply(pair.output), pair.output)
+        )
+        expect(mirrored).toBe(true)
+        for (const [, , before] of changes(pair.input, pair.output)) expect(before).toBe(maskColours[0]![0])
+      }
+    }
+    expect(full).toBeGreaterThan(10)
+  })
+
+  it("pattern-fill: the output is periodic and keeps every unmasked cell", () => {
+    for (const pairs of pairsOf("pattern-fill")) {
+      for (const pair of pairs) {
+        expect(sameShape(pair)).toBe(true)
+        const { output } = pair
+        // A period of at most 9 cells (the tiles are 3x3 at most) repeats across the whole output.
+        const sides = Array.from({ length: 9 }, (_, i) => i + 1)
+        const periodic = sides.some((p) =>
+          sides.some((q) =>
+            p * q <= 9 && output.every((row, r) => row.every((cell, c) => cell === output[r % p]?.[c % q]))
+          )
+        )
+        expect(periodic).toBe(true)
+        const masks = new Set(changes(pair.input, output).map(([, , before]) => before))
+        expect(masks.size).toBe(1)
+      }
     }
   })
 })

@@ -40,7 +40,7 @@ import {
   shuffleExamples
 } from "./Augmenters.js"
 import type { ArcExample, ArcTask } from "./Grid.js"
-import { syntheticTask } from "./SyntheticTasks.js"
+import { gridFamilies, syntheticFamilies, syntheticFamilyNames, syntheticTask } from "./SyntheticTasks.js"
 import { allToolConfigs, toolConfigText } from "./ToolConfig.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
@@ -64,6 +64,19 @@ export const ArcPretrainTraining = Schema.Struct({
    * pass p's task s is the generated task of seed `mixSeed(seed, syntheticStream, p, s)`.
    */
   syntheticTasksPerPass: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  /**
+   * The families generated tasks are drawn from, uniformly (names in `syntheticFamilyNames`). The
+   * default is the cell rules the bundled model's recipe used, so that recipe draws the same tasks.
+   */
+  syntheticFamilies: Schema.optionalWith(
+    Schema.Array(
+      Schema.String.pipe(Schema.filter((name) =>
+        syntheticFamilyNames.includes(name) ||
+        `unknown family "${name}"; the families are ${syntheticFamilyNames.join(", ")}`
+      ))
+    ).pipe(Schema.minItems(1)),
+    { default: () => gridFamilies.map((family) => family.name) }
+  ),
   /** Sequences per optimizer step. */
   batchSequences: Schema.optionalWith(PositiveInt, { default: () => 16 }),
   /**
@@ -194,6 +207,7 @@ export const prepareArcPretraining = (
   const passRanges: Array<Array<number>> = []
   const used = new Set<string>()
   let syntheticSequences = 0
+  const families = t.syntheticFamilies.map((name) => syntheticFamilies.find((family) => family.name === name)!)
   /** One sequence of a random view of `task`, drawn from `rng`; false when no two pairs fit. */
   const addView = (task: ArcTask, rng: () => number, indices: Array<number>): boolean => {
     const pairs = randomView(task, rng)
@@ -217,7 +231,7 @@ export const prepareArcPretraining = (
     }
     for (let s = 0; s < t.syntheticTasksPerPass; s++) {
       const seed = mixSeed(config.seed, syntheticStream, pass, s)
-      if (addView(syntheticTask(seed), makeRng(deriveSeed(seed, 1)), indices)) syntheticSequences++
+      if (addView(syntheticTask(seed, families), makeRng(deriveSeed(seed, 1)), indices)) syntheticSequences++
     }
     passRanges.push(indices)
   }

@@ -12,7 +12,6 @@
  */
 import { makeRng } from "@seal/gpu/model/Sampling"
 import {
-  colourPermutation,
   increaseHeight,
   increaseResolution,
   increaseWidth,
@@ -23,40 +22,18 @@ import {
 } from "./Augmenters.js"
 import type { ArcExample, ArcTask, Grid } from "./Grid.js"
 import { gridsEqual, height, makeGrid, maxGridSide, width } from "./Grid.js"
-
-type Rng = () => number
-
-const between = (rng: Rng, low: number, high: number): number => low + Math.floor(rng() * (high - low + 1))
-const pick = <A>(rng: Rng, items: ReadonlyArray<A>): A => items[Math.floor(rng() * items.length)]!
-
-/** `count` distinct colours from 1-9, in random order. */
-const palette = (rng: Rng, count: number): Array<number> => colourPermutation(rng).slice(1, 1 + count)
-
-/** A rule instance: inputs it applies to, and the output of each (undefined: draw another input). */
-interface Rule {
-  readonly input: (rng: Rng) => Grid
-  readonly apply: (grid: Grid) => Grid | undefined
-}
-
-interface RuleFamily {
-  readonly name: string
-  readonly draw: (rng: Rng) => Rule
-}
-
-// ---------------------------------------------------------------------------------------------
-// Input grids
-
-/** Background 0 with each cell coloured from `colours` with probability `density`. */
-const scatter = (rng: Rng, rows: number, columns: number, colours: ReadonlyArray<number>, density: number): Grid =>
-  makeGrid(rows, columns, () => (rng() < density ? pick(rng, colours) : 0))
-
-/** A scatter of random sides within `[minSide, maxSide]`, with this rule's palette and density. */
-const scatterInputs =
-  (minSide: number, maxSide: number, colours: ReadonlyArray<number>, density: number) => (rng: Rng): Grid =>
-    scatter(rng, between(rng, minSide, maxSide), between(rng, minSide, maxSide), colours, density)
-
-const setCells = (grid: Grid, f: (row: number, column: number, cell: number) => number): Grid =>
-  grid.map((line, r) => line.map((cell, c) => f(r, c, cell)))
+import { objectFamilies } from "./ObjectFamilies.js"
+import {
+  between,
+  palette,
+  pick,
+  type Rng,
+  type Rule,
+  type RuleFamily,
+  scatter,
+  scatterInputs,
+  setCells
+} from "./SyntheticRules.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers over grids
@@ -396,7 +373,11 @@ const compose: RuleFamily = {
   }
 }
 
-export const syntheticFamilies: ReadonlyArray<RuleFamily> = [
+/**
+ * Rules over cells: the 15 families the bundled stage-2 model saw (models/recipes/arc-synthetic.json),
+ * and the default of `training.syntheticFamilies`, so that recipe draws the same tasks.
+ */
+export const gridFamilies: ReadonlyArray<RuleFamily> = [
   geometry,
   recolour,
   enlarge,
@@ -413,6 +394,11 @@ export const syntheticFamilies: ReadonlyArray<RuleFamily> = [
   half,
   compose
 ]
+
+/** Every family, by name: cell rules, then rules over objects and patterns (ObjectFamilies.ts). */
+export const syntheticFamilies: ReadonlyArray<RuleFamily> = [...gridFamilies, ...objectFamilies]
+
+export const syntheticFamilyNames: ReadonlyArray<string> = syntheticFamilies.map((family) => family.name)
 
 const fits = (grid: Grid): boolean =>
   height(grid) >= 1 && height(grid) <= maxGridSide && width(grid) >= 1 && width(grid) <= maxGridSide &&
@@ -432,13 +418,14 @@ const drawPairs = (rule: Rule, rng: Rng, count: number): Array<ArcExample> | und
 }
 
 /**
- * The generated task of `seed`: a family and a rule drawn from it, 3-5 demonstrations and one
- * test pair whose outputs all differ from their inputs. The same seed gives the same task.
+ * The generated task of `seed`: a family (of `families`, uniformly) and a rule drawn from it,
+ * 3-5 demonstrations and one test pair whose outputs all differ from their inputs. The same seed
+ * and families give the same task.
  */
-export const syntheticTask = (seed: number): ArcTask => {
+export const syntheticTask = (seed: number, families: ReadonlyArray<RuleFamily> = gridFamilies): ArcTask => {
   const rng = makeRng(seed)
   for (;;) {
-    const family = pick(rng, syntheticFamilies)
+    const family = pick(rng, families)
     const rule = family.draw(rng)
     const pairs = drawPairs(rule, rng, between(rng, 3, 5) + 1)
     // A rule whose inputs rarely change (a colour map of colours the inputs lack) is redrawn.
