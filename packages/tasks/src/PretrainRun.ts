@@ -176,6 +176,8 @@ export interface PretrainOptions<C> {
   /** Stop after this many steps in this process (a test's stand-in for a kill); the run stays resumable. */
   readonly stopAfterSteps?: number | undefined
   readonly onProgress?: ((progress: PretrainProgress) => Effect.Effect<void>) | undefined
+  /** After every step (the step count), between checkpoints: a live view, and a test's probe. */
+  readonly onStep?: ((step: number) => Effect.Effect<void>) | undefined
 }
 
 export interface PretrainResult<S> {
@@ -308,6 +310,15 @@ const modelFiles = (setup: PretrainData, weights: WeightMap, extraFiles?: Record
 })
 
 /**
+ * A macrotask boundary: Effect's own yields run as microtasks, and Node handles a signal only
+ * when the event loop turns, so a loop of synchronous steps must come back to it explicitly.
+ */
+const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
  * Runs (or resumes) pretraining in `options.dir`. Fails with `PretrainError` before any work for a
  * bad config, an occupied directory or a missing run; with `TrainingError` or `CheckpointError`
  * during it, leaving the last complete checkpoint in place.
@@ -387,19 +398,35 @@ export const runPretraining = <C, S extends PretrainData>(
           learningRate: p.learningRate,
           labelTokens: p.labelTokens
         }))
-      const current = state
-      const result = yield* Effect.try({
-        try: () =>
-          trainFull(setup.modelConfig, current.weights, setup.examples, {
-            ...trainOptions,
-            startStep: current.step,
-            endStep,
-            moments: current.moments,
-            onStep
-          }),
-        catch: (e) => e instanceof TrainingError ? e : new TrainingError({ reason: "Backend", detail: String(e) })
-      })
-      state = { weights: result.weights, moments: result.moments, step: result.nextStep }
+      // One step per call, yielding to the event loop between steps: the window is synchronous
+      // work of minutes, and a signal (Ctrl-C) is only handled, and the run interrupted, between
+      // calls. Windows of one step take the same steps as one call (see TrainOptions.startStep);
+      // the weights cross the host boundary once a step, a fraction of a percent of its time.
+      const losses: Array<number> = []
+      const learningRates: Array<number> = []
+      let inputTokens = 0
+      let trainSeconds = 0
+      while (state.step < endStep) {
+        const current = state
+        const result = yield* Effect.try({
+          try: () =>
+            trainFull(setup.modelConfig, current.weights, setup.examples, {
+              ...trainOptions,
+              startStep: current.step,
+              endStep: current.step + 1,
+              moments: current.moments,
+              onStep
+            }),
+          catch: (e) => e instanceof TrainingError ? e : new TrainingError({ reason: "Backend", detail: String(e) })
+        })
+        state = { weights: result.weights, moments: result.moments, step: result.nextStep }
+        losses.push(...result.losses)
+        learningRates.push(...result.learningRates)
+        inputTokens += result.inputTokens
+        trainSeconds += result.seconds
+        if (options.onStep !== undefined) yield* options.onStep(state.step)
+        yield* yieldToEventLoop
+      }
 
       // Checkpoint: the directory first, then the progress lines, then latest.json, which is what
       // makes it the one a resume starts from; the previous checkpoint goes last.
@@ -423,9 +450,9 @@ export const runPretraining = <C, S extends PretrainData>(
         yield* options.onProgress({
           step: state.step,
           totalSteps,
-          loss: result.losses.reduce((a, b) => a + b, 0) / Math.max(1, result.losses.length),
-          learningRate: result.learningRates[result.learningRates.length - 1] ?? 0,
-          tokensPerSecond: result.tokensPerSecond,
+          loss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length),
+          learningRate: learningRates[learningRates.length - 1] ?? 0,
+          tokensPerSecond: trainSeconds > 0 ? inputTokens / trainSeconds : 0,
           seconds: (performance.now() - started) / 1000,
           stepsThisProcess: state.step - firstStep
         })

@@ -6,7 +6,7 @@ import { tempDir } from "@seal/gpu/testing/HfFixture"
 import { paddedTokens } from "@seal/gpu/train/LengthBuckets"
 import * as tf from "@tensorflow/tfjs-core"
 import "@tensorflow/tfjs-backend-cpu"
-import { Effect, Either, Exit, Scope } from "effect"
+import { Deferred, Effect, Either, Exit, Fiber, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
@@ -385,6 +385,36 @@ describe("pretrain: the run directory", () => {
         true
       )
       expect(progressSteps(dir)).toEqual(range(1, totalSteps))
+    })))
+
+  it.effect("interrupted mid-window, it stops within a step, keeps the last checkpoint, and resumes to the same model", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const dir = yield* tempDir("pretrain-interrupted")
+      const before = tf.memory().numTensors
+      const steps: Array<number> = []
+      const reached = yield* Deferred.make<void>()
+      const fiber = yield* Effect.fork(pretrain({
+        dir,
+        config: trainConfig,
+        onStep: (step) =>
+          Effect.sync(() => steps.push(step)).pipe(
+            Effect.zipRight(step === 7 ? Deferred.succeed(reached, undefined) : Effect.void)
+          )
+      }))
+      yield* Deferred.await(reached)
+      const exit = yield* Fiber.interrupt(fiber)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+      // The window [5, 10) did not run to its end: the loop comes back to the event loop every step.
+      expect(steps.slice(0, 7)).toEqual(range(1, 7))
+      expect(steps.length).toBeLessThan(9)
+      expect(readJson(Path.join(dir, "latest.json"))).toEqual({ step: 5, checkpoint: "step-000005" })
+      expect(tf.memory().numTensors).toBe(before)
+
+      const resumed = yield* run({ dir, resume: true })
+      expect(resumed.seen).toEqual([10, 13])
+      expect(resumed.ownSteps).toEqual([5, 8])
+      const bytes = (root: string) => Fs.readFileSync(Path.join(root, "model", "model.safetensors"))
+      expect(bytes(dir).equals(bytes(wholeDir))).toBe(true)
     })))
 
   it.effect("the final model loads as a checkpoint whose tokenizer round-trips the world's text", () =>
