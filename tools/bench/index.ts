@@ -4,10 +4,11 @@
  *   - generation tokens/s on stories260K beside llama.cpp (node-llama-cpp), same run (generation.ts)
  *   - LoRA training tokens/s beside PyTorch, and batched adapters (lora-train.ts)
  *   - ARC inner loops/s in this process against worker threads, same items (arc-workers.ts)
+ *   - ARC pretraining steps/s in this process against data-parallel workers, same steps (pretrain-workers.ts)
  * with the machine (CPU model, cores, Node version), the date and the exact command.
  *
  * Run: npm run bench [-- --runs 5 --tokens 128 --threads N --budget-s 30 --nlc-dir DIR --skip-matmul
- *                        --skip-generation --skip-lora --skip-arc --out FILE]
+ *                        --skip-generation --skip-lora --skip-arc --skip-pretrain --out FILE]
  *  or: npx tsx tools/bench/index.ts [same flags]
  * node-llama-cpp is optional and lives outside the repository: tools/bench/setup-llama-cpp.sh.
  */
@@ -22,6 +23,7 @@ import { flag, numberFlag } from "./ChildProcess.js"
 import { runGenerationBenchReport } from "./generation.js"
 import { formatLoraBench, runLoraBench } from "./lora-train.js"
 import { runMatmulBenchReport } from "./matmul.js"
+import { formatPretrainWorkersBench, runPretrainWorkersBench } from "./pretrain-workers.js"
 
 const thisFile = fileURLToPath(import.meta.url)
 const repoRoot = path.resolve(path.dirname(thisFile), "../..")
@@ -122,6 +124,19 @@ const main = async (): Promise<void> => {
       "## ARC inner loops/s: this process against worker threads (same run, same items)",
       "",
       formatArcWorkersBench(result),
+      ""
+    )
+  }
+
+  if (!process.argv.includes("--skip-pretrain") && threads >= 2) {
+    console.error("pretraining worker benchmark ...")
+    const t = performance.now()
+    const result = await runPretrainWorkersBench({ workers: threads })
+    console.error(`pretraining worker benchmark done in ${((performance.now() - t) / 1000).toFixed(0)} s`)
+    sections.push(
+      "## ARC pretraining steps/s: this process against data-parallel worker threads (same run, same steps)",
+      "",
+      formatPretrainWorkersBench(result),
       ""
     )
   }

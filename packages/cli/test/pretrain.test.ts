@@ -123,6 +123,7 @@ describe("seal pretrain", () => {
         new RegExp(`^seal: PretrainError: ${escape(badRate)}: training\\.learningRate: .*positive`)
       ],
       [fresh("--config", badRate, "--seed=-1"), /^seal: PretrainError: --seed: must be an integer >= 0, got -1$/],
+      [fresh("--workers", "0"), /^seal: PretrainError: --workers: must be an integer >= 1, got 0$/],
       [fresh("--config", notJson), new RegExp(`^seal: CheckpointError: ${escape(notJson)}: not JSON$`)],
       [fresh("--config", notObject), new RegExp(`^seal: PretrainError: ${escape(notObject)}: must be an object$`)],
       [fresh("--config", missing), new RegExp(`^seal: CheckpointError: ${escape(missing)}: cannot read`)],

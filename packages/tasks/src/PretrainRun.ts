@@ -20,11 +20,12 @@ import { writeFileAtomic, writeHfDirectory } from "@seal/gpu/checkpoint/HfDirect
 import { readSafetensors, writeSafetensors } from "@seal/gpu/checkpoint/Safetensors"
 import { initWeights } from "@seal/gpu/model/InitWeights"
 import type { ModelConfig, WeightMap } from "@seal/gpu/model/ModelConfig"
+import type { ResolvedBackend } from "@seal/gpu/TensorRuntime"
 import { wordLevelTokenizerConfig, wordLevelTokenizerJson } from "@seal/gpu/tokenizer/WordLevel"
 import type { WordLevelTokenizer } from "@seal/gpu/tokenizer/WordLevel"
+import { dataParallelStepTrainer, localStepTrainer, type PortableTrainOptions } from "@seal/gpu/train/DataParallel"
 import type { TokenizedExample } from "@seal/gpu/train/Loss"
-import type { PlannedStep, StepProgress } from "@seal/gpu/train/Trainer"
-import { trainFull, TrainingError } from "@seal/gpu/train/Trainer"
+import type { PlannedStep, TrainingError } from "@seal/gpu/train/Trainer"
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -178,6 +179,12 @@ export interface PretrainOptions<C> {
   readonly onProgress?: ((progress: PretrainProgress) => Effect.Effect<void>) | undefined
   /** After every step (the step count), between checkpoints: a live view, and a test's probe. */
   readonly onStep?: ((step: number) => Effect.Effect<void>) | undefined
+  /**
+   * Data-parallel training over worker threads on `backend` (`DataParallel.ts`): the same
+   * weights, bit for bit, as one process, so a run may resume with another count. Absent or one
+   * worker: this process.
+   */
+  readonly parallel?: { readonly workers: number; readonly backend: ResolvedBackend } | undefined
 }
 
 export interface PretrainResult<S> {
@@ -309,6 +316,22 @@ const modelFiles = (setup: PretrainData, weights: WeightMap, extraFiles?: Record
   extraFiles
 })
 
+/** `trainFull`'s options for a run's optimizer settings and plan: a cosine schedule after warm-up. */
+export const pretrainTrainOptions = (t: OptimizerSettings, setup: PretrainData): PortableTrainOptions => ({
+  learningRate: t.learningRate,
+  plan: setup.plan,
+  schedule: {
+    kind: "cosine",
+    warmupSteps: t.warmupSteps,
+    minLearningRate: t.learningRate * t.minLearningRateRatio
+  },
+  weightDecay: t.weightDecay,
+  beta1: t.beta1,
+  beta2: t.beta2,
+  maxGradNorm: t.gradientClip,
+  padId: setup.tokenizer.padId ?? 0
+})
+
 /**
  * A macrotask boundary: Effect's own yields run as microtasks, and Node handles a signal only
  * when the event loop turns, so a loop of synchronous steps must come back to it explicitly.
@@ -327,7 +350,7 @@ export const runPretraining = <C, S extends PretrainData>(
   spec: PretrainSpec<C, S>,
   options: PretrainOptions<C>
 ): Effect.Effect<PretrainResult<S>, PretrainError | TrainingError | CheckpointError> =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const dir = options.dir
     let config: C
     let latest: typeof Latest.Type | undefined
@@ -367,66 +390,56 @@ export const runPretraining = <C, S extends PretrainData>(
     yield* trimProgress(progressFile, state.step)
 
     const t = spec.optimizer(config)
-    const trainOptions = {
-      learningRate: t.learningRate,
-      plan: setup.plan,
-      schedule: {
-        kind: "cosine" as const,
-        warmupSteps: t.warmupSteps,
-        minLearningRate: t.learningRate * t.minLearningRateRatio
-      },
-      weightDecay: t.weightDecay,
-      beta1: t.beta1,
-      beta2: t.beta2,
-      maxGradNorm: t.gradientClip,
-      padId: setup.tokenizer.padId ?? 0
-    }
+    const trainOptions = pretrainTrainOptions(t, setup)
     const stopAt = options.stopAfterSteps === undefined
       ? totalSteps
       : Math.min(totalSteps, state.step + options.stopAfterSteps)
     const started = performance.now()
     const firstStep = state.step
+    const stepOptions = {
+      config: setup.modelConfig,
+      examples: setup.examples,
+      options: trainOptions,
+      initial: { weights: state.weights, moments: state.moments }
+    }
+    const trainer = options.parallel !== undefined && options.parallel.workers > 1
+      ? yield* dataParallelStepTrainer({ ...stepOptions, ...options.parallel })
+      : localStepTrainer(stepOptions)
     while (state.step < stopAt) {
       const endStep = Math.min(stopAt, state.step + t.checkpointEverySteps)
       const lines: Array<string> = []
-      const onStep = (p: StepProgress) =>
-        lines.push(JSON.stringify({
-          step: p.step,
-          epoch: p.epoch,
-          loss: p.loss,
-          gradNorm: p.gradNorm,
-          learningRate: p.learningRate,
-          labelTokens: p.labelTokens
-        }))
-      // One step per call, yielding to the event loop between steps: the window is synchronous
-      // work of minutes, and a signal (Ctrl-C) is only handled, and the run interrupted, between
-      // calls. Windows of one step take the same steps as one call (see TrainOptions.startStep);
-      // the weights cross the host boundary once a step, a fraction of a percent of its time.
+      // One step per call, coming back to the event loop between steps: a window is minutes of
+      // synchronous work in this process, and a signal (Ctrl-C) is only handled, and the run
+      // interrupted, between calls. Windows of one step take the same steps as one call (see
+      // TrainOptions.startStep); the weights cross the host boundary once a step, a fraction of
+      // a percent of its time.
       const losses: Array<number> = []
       const learningRates: Array<number> = []
       let inputTokens = 0
       let trainSeconds = 0
-      while (state.step < endStep) {
-        const current = state
-        const result = yield* Effect.try({
-          try: () =>
-            trainFull(setup.modelConfig, current.weights, setup.examples, {
-              ...trainOptions,
-              startStep: current.step,
-              endStep: current.step + 1,
-              moments: current.moments,
-              onStep
-            }),
-          catch: (e) => e instanceof TrainingError ? e : new TrainingError({ reason: "Backend", detail: String(e) })
-        })
-        state = { weights: result.weights, moments: result.moments, step: result.nextStep }
-        losses.push(...result.losses)
-        learningRates.push(...result.learningRates)
-        inputTokens += result.inputTokens
-        trainSeconds += result.seconds
-        if (options.onStep !== undefined) yield* options.onStep(state.step)
+      let step = state.step
+      while (step < endStep) {
+        const window = yield* trainer.train(step, step + 1)
+        for (const p of window.steps) {
+          lines.push(JSON.stringify({
+            step: p.step,
+            epoch: p.epoch,
+            loss: p.loss,
+            gradNorm: p.gradNorm,
+            learningRate: p.learningRate,
+            labelTokens: p.labelTokens
+          }))
+          losses.push(p.loss)
+          learningRates.push(p.learningRate)
+        }
+        inputTokens += window.inputTokens
+        trainSeconds += window.seconds
+        step = window.nextStep
+        if (options.onStep !== undefined) yield* options.onStep(step)
         yield* yieldToEventLoop
       }
+      const trained = yield* trainer.state
+      state = { weights: trained.weights, moments: trained.moments, step }
 
       // Checkpoint: the directory first, then the progress lines, then latest.json, which is what
       // makes it the one a resume starts from; the previous checkpoint goes last.
@@ -466,4 +479,4 @@ export const runPretraining = <C, S extends PretrainData>(
       yield* writeHfDirectory(modelDir, modelFiles(setup, state.weights, { [provenance.file]: provenance.content }))
     }
     return { dir, modelDir, stepsDone: state.step, totalSteps, setup }
-  })
+  }))

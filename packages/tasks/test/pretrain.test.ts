@@ -417,6 +417,33 @@ describe("pretrain: the run directory", () => {
       expect(bytes(dir).equals(bytes(wholeDir))).toBe(true)
     })))
 
+  it.effect(
+    "data-parallel over 2 worker threads: the same bytes; stopped there and resumed here, the same again",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const bytes = (root: string, ...parts: Array<string>) => Fs.readFileSync(Path.join(root, ...parts))
+        const parallel = { workers: 2, backend: "cpu" as const }
+        const dir = yield* tempDir("pretrain-parallel")
+        const both = yield* run({ dir, config: trainConfig, parallel })
+        expect(both.seen).toEqual([5, 10, 13])
+        expect(bytes(dir, "model", "model.safetensors").equals(bytes(wholeDir, "model", "model.safetensors"))).toBe(
+          true
+        )
+        expect(read(Path.join(dir, "progress.jsonl"))).toBe(read(Path.join(wholeDir, "progress.jsonl")))
+
+        const mixed = yield* tempDir("pretrain-parallel-resumed")
+        yield* run({ dir: mixed, config: trainConfig, parallel, stopAfterSteps: 7 })
+        const rest = yield* run({ dir: mixed, resume: true })
+        expect(rest.seen).toEqual([12, 13])
+        const optimizer = ["checkpoints", "step-000013", "optimizer.safetensors"]
+        expect(bytes(mixed, ...optimizer).equals(bytes(wholeDir, ...optimizer))).toBe(true)
+        expect(bytes(mixed, "model", "model.safetensors").equals(bytes(wholeDir, "model", "model.safetensors"))).toBe(
+          true
+        )
+      })),
+    120_000
+  )
+
   it.effect("the final model loads as a checkpoint whose tokenizer round-trips the world's text", () =>
     Effect.gen(function*() {
       const { setup, modelDir } = whole.result

@@ -2,6 +2,7 @@ import { Command, Options } from "@effect/cli"
 import * as RunDirectory from "@seal/core/RunDirectory"
 import { CheckpointError } from "@seal/gpu/checkpoint/CheckpointError"
 import * as LanguageModel from "@seal/gpu/LanguageModel"
+import * as TensorRuntime from "@seal/gpu/TensorRuntime"
 import * as ArcPretrain from "@seal/tasks/arc/ArcPretrain"
 import { loadArcSplits } from "@seal/tasks/arc/ArcSplits"
 import type { PretrainError, PretrainProgress } from "@seal/tasks/PretrainRun"
@@ -42,7 +43,13 @@ const options = {
     ),
     Options.optional
   ),
-  backend: backendOption
+  backend: backendOption,
+  workers: Options.integer("workers").pipe(
+    Options.withDescription(
+      "Data-parallel worker threads (default: one per core up to 4 on wasm/cpu, else 1); the weights do not depend on it, so a run may resume with another count"
+    ),
+    Options.optional
+  )
 }
 
 type Args = Command.Command.ParseConfig<typeof options>
@@ -97,6 +104,22 @@ const printProgress = (p: PretrainProgress) => {
   )
 }
 
+/** `--workers` (or the backend's default) threads on the backend this process resolved. */
+const parallelOf = (args: Args) =>
+  Effect.gen(function*() {
+    const { backend } = yield* TensorRuntime.TensorRuntime
+    const workers = Option.getOrElse(args.workers, () => TensorRuntime.defaultWorkerThreads(backend))
+    if (!(workers >= 1)) {
+      return yield* new Pretrain.PretrainError({
+        reason: "InvalidConfig",
+        field: "--workers",
+        detail: `must be an integer >= 1, got ${workers}`
+      })
+    }
+    yield* Console.error(`pretrain: ${workers} worker thread${workers === 1 ? " (this process)" : "s"} on ${backend}`)
+    return { workers, backend }
+  })
+
 const checkResumeArgs = (args: Args) =>
   Option.isSome(args.resume) &&
     (Option.isSome(args.config) || Option.isSome(args.seed) || Option.isSome(args.init) || Option.isSome(args.out))
@@ -126,7 +149,13 @@ const runArc = (args: Args) =>
     const dir = runDirectory(args)
     const splits = yield* loadArcSplits(bundledDataPath)
     yield* Console.error(`pretrain: ARC, run directory ${dir}${resume ? " (resuming)" : ""}`)
-    const result = yield* ArcPretrain.pretrainArc(splits, { dir, config, resume, onProgress: printProgress })
+    const result = yield* ArcPretrain.pretrainArc(splits, {
+      dir,
+      config,
+      resume,
+      onProgress: printProgress,
+      parallel: yield* parallelOf(args)
+    })
     if (result.modelDir === undefined) {
       return yield* Console.log(`stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`)
     }
@@ -166,7 +195,8 @@ const run = (args: Args) =>
       dir,
       config,
       resume,
-      onProgress: printProgress
+      onProgress: printProgress,
+      parallel: yield* parallelOf(args)
     })
     if (result.modelDir === undefined) {
       return yield* Console.log(`stopped at step ${result.stepsDone}/${result.totalSteps}; resume with --resume ${dir}`)

@@ -25,10 +25,11 @@ import {
   squaredNorm
 } from "./AdamW.js"
 import { ensureGradients } from "./Gradients.js"
-import type { PickMethod, TokenizedExample } from "./Loss.js"
+import type { Batch, PickMethod, TokenizedExample } from "./Loss.js"
 import { batchTensors, buildBatch, countLabels, nextTokenNll } from "./Loss.js"
 import type { ScheduleOptions } from "./Schedule.js"
 import { learningRateAt } from "./Schedule.js"
+import type { Exchange } from "./SharedReduce.js"
 
 /**
  * The training loop, nanoGPT-style: plan the micro-batches up front from a seeded shuffle, then
@@ -113,6 +114,19 @@ export interface TrainOptions {
    */
   readonly startStep?: number | undefined
   readonly endStep?: number | undefined
+  /**
+   * Data parallelism (`DataParallel.ts`): this replica runs only the micro-batches `i` of each
+   * step with `i % replicas === rank`, and `exchange` (`SharedReduce.ts`) returns every
+   * micro-batch's flattened gradient and loss; they are summed in micro-batch order, as one
+   * process accumulates them, so every replica takes the same step as a single process would.
+   */
+  readonly shard?: Shard | undefined
+}
+
+export interface Shard {
+  readonly rank: number
+  readonly replicas: number
+  readonly exchange: Exchange["exchange"]
 }
 
 export interface TrainStats {
@@ -238,6 +252,27 @@ interface LoopStats extends TrainStats {
   readonly nextStep: number
 }
 
+/** Gradients (in `params` order) and the loss, as one vector: what replicas exchange. */
+const flattenGradients = (grads: ReadonlyArray<tf.Tensor>, loss: tf.Tensor): Float32Array =>
+  tf.tidy(() =>
+    Float32Array.from(tf.concat([...grads.map((g) => tf.reshape(g, [-1])), tf.reshape(loss, [1])]).dataSync())
+  )
+
+/** The gradients of `params` back from `flattenGradients`' layout (the loss is the last value). */
+const unflattenGradients = (vector: Float32Array, params: ReadonlyArray<tf.Variable>): Array<tf.Tensor> => {
+  let offset = 0
+  return params.map((p) => {
+    const size = p.size
+    const t = tf.tensor(vector.subarray(offset, offset + size), p.shape)
+    offset += size
+    return t
+  })
+}
+
+/** Floats a replica exchanges per micro-batch for these parameters: every gradient and the loss. */
+export const exchangeLength = (params: ReadonlyArray<{ readonly size: number }>): number =>
+  params.reduce((n, p) => n + p.size, 0) + 1
+
 const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, options: TrainOptions): LoopStats => {
   validateTrainOptions(options, examples.length)
   ensureGradients()
@@ -271,11 +306,9 @@ const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, opti
       const stepLabels = batches.reduce((n, b) => n + b.labelTokens, 0)
       const learningRate = learningRateAt(schedule, options.learningRate, s, plan.length)
       const { loss, norm } = tf.tidy(() => {
-        let grads: Array<tf.Tensor> | undefined
-        let lossSum: tf.Tensor = tf.scalar(0)
-        for (const batch of batches) {
-          const hook = spec.hook(micro++)
-          const out = tf.tidy(() => {
+        /** One micro-batch's loss (its share of the step's mean) and gradients. */
+        const microGradients = (batch: Batch, hook: ProjectionHook | undefined) =>
+          tf.tidy(() => {
             const t = batchTensors(batch)
             const { value, grads: named } = tf.variableGrads(() => {
               const logits = forward(spec.model(), { ...t, hook }).logits
@@ -284,8 +317,29 @@ const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, opti
             }, [...spec.params])
             return { value, grads: spec.params.map((p) => named[p.name] ?? tf.zerosLike(p)) }
           })
-          lossSum = tf.add(lossSum, out.value)
-          grads = grads === undefined ? out.grads : grads.map((g, i) => tf.add(g, out.grads[i]!))
+        let grads: Array<tf.Tensor> | undefined
+        let lossSum: tf.Tensor = tf.scalar(0)
+        const shard = options.shard
+        if (shard === undefined) {
+          for (const batch of batches) {
+            const out = microGradients(batch, spec.hook(micro++))
+            lossSum = tf.add(lossSum, out.value)
+            grads = grads === undefined ? out.grads : grads.map((g, i) => tf.add(g, out.grads[i]!))
+          }
+        } else {
+          const local = new Map<number, Float32Array>()
+          batches.forEach((batch, i) => {
+            const hook = spec.hook(micro++)
+            if (i % shard.replicas !== shard.rank) return
+            const out = microGradients(batch, hook)
+            local.set(i, flattenGradients(out.grads, out.value))
+          })
+          // Float32 sums in micro-batch order: the same roundings as the tf.add chain above.
+          const all = shard.exchange(s, local, batches.length)
+          const sum = Float32Array.from(all[0]!)
+          for (const vector of all.slice(1)) for (let j = 0; j < sum.length; j++) sum[j] += vector[j]!
+          grads = unflattenGradients(sum, spec.params)
+          lossSum = tf.scalar(sum[sum.length - 1]!)
         }
         const norm = Math.sqrt(squaredNorm(grads!).dataSync()[0]!)
         const loss = lossSum.dataSync()[0]!
