@@ -10,7 +10,17 @@
  */
 import type { Grid } from "./Grid.js"
 import { height, makeGrid, width } from "./Grid.js"
-import { between, palette, pick, type Rng, type RuleFamily, scatter, setCells } from "./SyntheticRules.js"
+import {
+  between,
+  inBox,
+  palette,
+  pick,
+  placeBox,
+  type Rng,
+  type RuleFamily,
+  scatter,
+  setCells
+} from "./SyntheticRules.js"
 
 type Cell = readonly [row: number, column: number]
 
@@ -411,15 +421,14 @@ const symmetryComplete: RuleFamily = {
           const mirroredColumn = axes !== "rows" ? Math.min(column, columns - 1 - column) : column
           return quarter[mirroredRow]![mirroredColumn]!
         })
-        const patchRows = between(r, 1, Math.min(3, rows - 2))
-        const patchColumns = between(r, 1, Math.min(3, columns - 2))
-        const top = between(r, 0, rows - patchRows)
-        const left = between(r, 0, columns - patchColumns)
-        return setCells(
-          pattern,
-          (row, column, cell) =>
-            row >= top && row < top + patchRows && column >= left && column < left + patchColumns ? mask! : cell
+        const patch = placeBox(
+          r,
+          rows,
+          columns,
+          between(r, 1, Math.min(3, rows - 2)),
+          between(r, 1, Math.min(3, columns - 2))
         )
+        return setCells(pattern, (row, column, cell) => (inBox(patch, row, column) ? mask! : cell))
       },
       apply: (grid) => {
         const masked = grid.flatMap((row, r) => row.flatMap((cell, c) => (cell === mask ? [[r, c] as const] : [])))
@@ -472,15 +481,8 @@ const patternFill: RuleFamily = {
         const tile = makeGrid(tileRows, tileColumns, () => pick(r, colours))
         let grid = makeGrid(rows, columns, (row, column) => tile[row % tileRows]![column % tileColumns]!)
         for (let patch = between(r, 1, 2); patch > 0; patch--) {
-          const patchRows = between(r, 2, 4)
-          const patchColumns = between(r, 2, 4)
-          const top = between(r, 0, rows - patchRows)
-          const left = between(r, 0, columns - patchColumns)
-          grid = setCells(
-            grid,
-            (row, column, cell) =>
-              row >= top && row < top + patchRows && column >= left && column < left + patchColumns ? mask : cell
-          )
+          const box = placeBox(r, rows, columns, between(r, 2, 4), between(r, 2, 4))
+          grid = setCells(grid, (row, column, cell) => (inBox(box, row, column) ? mask : cell))
         }
         return grid
       },

@@ -42,3 +42,26 @@ export const scatterInputs =
 
 export const setCells = (grid: Grid, f: (row: number, column: number, cell: number) => number): Grid =>
   grid.map((line, r) => line.map((cell, c) => f(r, c, cell)))
+
+/** A rectangle of cells: its top-left corner and its sides. */
+export interface Box {
+  readonly top: number
+  readonly left: number
+  readonly rows: number
+  readonly columns: number
+}
+
+/** A `rows x columns` box at a uniform position within a `gridRows x gridColumns` grid (top drawn first). */
+export const placeBox = (rng: Rng, gridRows: number, gridColumns: number, rows: number, columns: number): Box => {
+  const top = between(rng, 0, gridRows - rows)
+  const left = between(rng, 0, gridColumns - columns)
+  return { top, left, rows, columns }
+}
+
+export const inBox = (box: Box, row: number, column: number): boolean =>
+  row >= box.top && row < box.top + box.rows && column >= box.left && column < box.left + box.columns
+
+/** On the box's border (and in it). */
+export const onBoxEdge = (box: Box, row: number, column: number): boolean =>
+  inBox(box, row, column) &&
+  (row === box.top || row === box.top + box.rows - 1 || column === box.left || column === box.left + box.columns - 1)

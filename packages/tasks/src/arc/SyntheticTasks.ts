@@ -25,8 +25,11 @@ import { gridsEqual, height, makeGrid, maxGridSide, width } from "./Grid.js"
 import { objectFamilies } from "./ObjectFamilies.js"
 import {
   between,
+  inBox,
+  onBoxEdge,
   palette,
   pick,
+  placeBox,
   type Rng,
   type Rule,
   type RuleFamily,
@@ -137,16 +140,8 @@ const crop: RuleFamily = {
         const columns = between(r, 6, 12)
         const boxRows = between(r, 2, Math.min(5, rows - 2))
         const boxColumns = between(r, 2, Math.min(5, columns - 2))
-        const top = between(r, 0, rows - boxRows)
-        const left = between(r, 0, columns - boxColumns)
-        return makeGrid(
-          rows,
-          columns,
-          (row, column) =>
-            row >= top && row < top + boxRows && column >= left && column < left + boxColumns && r() < 0.75
-              ? pick(r, colours)
-              : 0
-        )
+        const box = placeBox(r, rows, columns, boxRows, boxColumns)
+        return makeGrid(rows, columns, (row, column) => inBox(box, row, column) && r() < 0.75 ? pick(r, colours) : 0)
       },
       apply: (grid) => {
         const rows = grid.flatMap((row, r) => (row.some((cell) => cell !== 0) ? [r] : []))
@@ -215,13 +210,8 @@ const fillEnclosed: RuleFamily = {
         for (let box = between(r, 1, 2); box > 0; box--) {
           const boxRows = between(r, 3, Math.min(6, rows))
           const boxColumns = between(r, 3, Math.min(6, columns))
-          const top = between(r, 0, rows - boxRows)
-          const left = between(r, 0, columns - boxColumns)
-          grid = setCells(grid, (row, column, cell) => {
-            const inside = row >= top && row < top + boxRows && column >= left && column < left + boxColumns
-            const edge = row === top || row === top + boxRows - 1 || column === left || column === left + boxColumns - 1
-            return inside && edge ? outline : cell
-          })
+          const outlined = placeBox(r, rows, columns, boxRows, boxColumns)
+          grid = setCells(grid, (row, column, cell) => (onBoxEdge(outlined, row, column) ? outline : cell))
         }
         return grid
       },
