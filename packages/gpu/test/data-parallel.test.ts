@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { createRequire } from "node:module"
 import { Worker } from "node:worker_threads"
 import { beforeAll } from "vitest"
 import { initWeights } from "../src/model/InitWeights.js"
@@ -117,6 +118,34 @@ describe("data-parallel full training", () => {
           backend: "cpu"
         }))
         expect(zero.reason).toBe("BadOptions")
+      }),
+    60_000
+  )
+
+  // Where @tensorflow/tfjs-node is installed its backend starts, and there is nothing to see.
+  const hasTfjsNode = (() => {
+    try {
+      createRequire(import.meta.url).resolve("@tensorflow/tfjs-node")
+      return true
+    } catch {
+      return false
+    }
+  })()
+  it.scoped.skipIf(hasTfjsNode)(
+    "a backend that cannot start in a worker fails the start, naming it",
+    () =>
+      Effect.gen(function*() {
+        const config = tinyLlama()
+        const error = yield* Effect.flip(dataParallelStepTrainer({
+          config,
+          examples: texts,
+          options,
+          initial: { weights: initWeights(config, 5), moments: undefined },
+          workers: 2,
+          backend: "node"
+        }))
+        expect(error.reason).toBe("Backend")
+        expect(error.detail).toMatch(/backend node did not start/)
       }),
     60_000
   )

@@ -182,8 +182,8 @@ export const dataParallelStepTrainer = (
     const reduce = makeSharedReduce(options.workers, slots, length)
     const replicas = yield* Effect.acquireRelease(
       Effect.tryPromise({
-        try: () =>
-          Promise.all(
+        try: async () => {
+          const started = await Promise.allSettled(
             Array.from({ length: options.workers }, (_, rank) =>
               startReplica({
                 type: "init",
@@ -195,7 +195,13 @@ export const dataParallelStepTrainer = (
                 initial: options.initial,
                 reduce
               }, () => abortSharedReduce(reduce)))
-          ),
+          )
+          const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected")
+          if (failed === undefined) return started.map((s) => (s as PromiseFulfilledResult<Replica>).value)
+          // One did not start: the others must not outlive the attempt.
+          await Promise.all(started.flatMap((s) => (s.status === "fulfilled" ? [s.value.worker.terminate()] : [])))
+          throw failed.reason
+        },
         catch: asTrainingError
       }),
       (started) => Effect.promise(() => Promise.all(started.map((r) => r.worker.terminate())))
