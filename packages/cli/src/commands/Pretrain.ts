@@ -46,7 +46,7 @@ const options = {
   backend: backendOption,
   workers: Options.integer("workers").pipe(
     Options.withDescription(
-      "Data-parallel worker threads (default: one per core up to 4 on wasm/cpu, else 1); the weights do not depend on it, so a run may resume with another count"
+      "Data-parallel worker threads (default 1: this process; on 2 cores two workers are still slower than one process, see BENCHMARKS.md); the weights do not depend on it, so a run may resume with another count"
     ),
     Options.optional
   )
@@ -108,7 +108,7 @@ const printProgress = (p: PretrainProgress) => {
 const parallelOf = (args: Args) =>
   Effect.gen(function*() {
     const { backend } = yield* TensorRuntime.TensorRuntime
-    const workers = Option.getOrElse(args.workers, () => TensorRuntime.defaultWorkerThreads(backend))
+    const workers = Option.getOrElse(args.workers, () => 1)
     if (!(workers >= 1)) {
       return yield* new Pretrain.PretrainError({
         reason: "InvalidConfig",

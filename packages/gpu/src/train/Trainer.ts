@@ -252,11 +252,21 @@ interface LoopStats extends TrainStats {
   readonly nextStep: number
 }
 
-/** Gradients (in `params` order) and the loss, as one vector: what replicas exchange. */
-const flattenGradients = (grads: ReadonlyArray<tf.Tensor>, loss: tf.Tensor): Float32Array =>
-  tf.tidy(() =>
-    Float32Array.from(tf.concat([...grads.map((g) => tf.reshape(g, [-1])), tf.reshape(loss, [1])]).dataSync())
-  )
+/**
+ * Gradients (in `params` order) and the loss, as one vector: what replicas exchange. Copied
+ * tensor by tensor: wasm's concat of the ~40 gradients took 400 ms a call (measured), more than
+ * half a step.
+ */
+const flattenGradients = (grads: ReadonlyArray<tf.Tensor>, loss: tf.Tensor): Float32Array => {
+  const vector = new Float32Array(grads.reduce((n, g) => n + g.size, 0) + 1)
+  let offset = 0
+  for (const g of grads) {
+    vector.set(g.dataSync() as Float32Array, offset)
+    offset += g.size
+  }
+  vector[offset] = loss.dataSync()[0]!
+  return vector
+}
 
 /** The gradients of `params` back from `flattenGradients`' layout (the loss is the last value). */
 const unflattenGradients = (vector: Float32Array, params: ReadonlyArray<tf.Variable>): Array<tf.Tensor> => {
