@@ -1,6 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Data, Effect, Layer } from "effect"
-import * as Os from "node:os"
 
 /**
  * The tfjs backends this runtime knows, fastest first. `tensorflow` is libtensorflow through
@@ -182,13 +181,6 @@ const make = (options: RuntimeOptions) =>
   })
 
 /** Selects a backend (`auto`: tfjs-node-gpu > tfjs-node > wasm > cpu) and makes it active. */
-/**
- * Worker threads for parallel work when none are asked for: the wasm and cpu backends use one
- * core per thread, so one worker per core (at most 4); tfjs-node spreads over the cores itself.
- */
-export const defaultWorkerThreads = (backend: ResolvedBackend): number =>
-  backend === "wasm" || backend === "cpu" ? Math.max(1, Math.min(4, Os.availableParallelism())) : 1
-
 export const layer = (options: RuntimeOptions = {}): Layer.Layer<TensorRuntime, BackendUnavailable> =>
   Layer.effect(TensorRuntime, make(options))
 

@@ -25,7 +25,7 @@ import { wordLevelTokenizerConfig, wordLevelTokenizerJson } from "@seal/gpu/toke
 import type { WordLevelTokenizer } from "@seal/gpu/tokenizer/WordLevel"
 import { dataParallelStepTrainer, localStepTrainer, type PortableTrainOptions } from "@seal/gpu/train/DataParallel"
 import type { TokenizedExample } from "@seal/gpu/train/Loss"
-import type { PlannedStep, TrainingError } from "@seal/gpu/train/Trainer"
+import type { PlannedStep, StepProgress, TrainingError } from "@seal/gpu/train/Trainer"
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -407,31 +407,18 @@ export const runPretraining = <C, S extends PretrainData>(
       : localStepTrainer(stepOptions)
     while (state.step < stopAt) {
       const endStep = Math.min(stopAt, state.step + t.checkpointEverySteps)
-      const lines: Array<string> = []
       // One step per call, coming back to the event loop between steps: a window is minutes of
       // synchronous work in this process, and a signal (Ctrl-C) is only handled, and the run
       // interrupted, between calls. Windows of one step take the same steps as one call (see
       // TrainOptions.startStep); the weights cross the host boundary once a step, a fraction of
       // a percent of its time.
-      const losses: Array<number> = []
-      const learningRates: Array<number> = []
+      const steps: Array<StepProgress> = []
       let inputTokens = 0
       let trainSeconds = 0
       let step = state.step
       while (step < endStep) {
         const window = yield* trainer.train(step, step + 1)
-        for (const p of window.steps) {
-          lines.push(JSON.stringify({
-            step: p.step,
-            epoch: p.epoch,
-            loss: p.loss,
-            gradNorm: p.gradNorm,
-            learningRate: p.learningRate,
-            labelTokens: p.labelTokens
-          }))
-          losses.push(p.loss)
-          learningRates.push(p.learningRate)
-        }
+        steps.push(...window.steps)
         inputTokens += window.inputTokens
         trainSeconds += window.seconds
         step = window.nextStep
@@ -440,6 +427,16 @@ export const runPretraining = <C, S extends PretrainData>(
       }
       const trained = yield* trainer.state
       state = { weights: trained.weights, moments: trained.moments, step }
+      const lines = steps.map((p) =>
+        JSON.stringify({
+          step: p.step,
+          epoch: p.epoch,
+          loss: p.loss,
+          gradNorm: p.gradNorm,
+          learningRate: p.learningRate,
+          labelTokens: p.labelTokens
+        })
+      )
 
       // Checkpoint: the directory first, then the progress lines, then latest.json, which is what
       // makes it the one a resume starts from; the previous checkpoint goes last.
@@ -463,8 +460,8 @@ export const runPretraining = <C, S extends PretrainData>(
         yield* options.onProgress({
           step: state.step,
           totalSteps,
-          loss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length),
-          learningRate: learningRates[learningRates.length - 1] ?? 0,
+          loss: steps.reduce((a, p) => a + p.loss, 0) / Math.max(1, steps.length),
+          learningRate: steps[steps.length - 1]?.learningRate ?? 0,
           tokensPerSecond: trainSeconds > 0 ? inputTokens / trainSeconds : 0,
           seconds: (performance.now() - started) / 1000,
           stepsThisProcess: state.step - firstStep

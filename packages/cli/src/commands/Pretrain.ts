@@ -104,7 +104,7 @@ const printProgress = (p: PretrainProgress) => {
   )
 }
 
-/** `--workers` (or the backend's default) threads on the backend this process resolved. */
+/** `--workers` (default 1) threads on the backend this process resolved. */
 const parallelOf = (args: Args) =>
   Effect.gen(function*() {
     const { backend } = yield* TensorRuntime.TensorRuntime

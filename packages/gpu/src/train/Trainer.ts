@@ -279,10 +279,6 @@ const unflattenGradients = (vector: Float32Array, params: ReadonlyArray<tf.Varia
   })
 }
 
-/** Floats a replica exchanges per micro-batch for these parameters: every gradient and the loss. */
-export const exchangeLength = (params: ReadonlyArray<{ readonly size: number }>): number =>
-  params.reduce((n, p) => n + p.size, 0) + 1
-
 const runLoop = (spec: LoopSpec, examples: ReadonlyArray<TokenizedExample>, options: TrainOptions): LoopStats => {
   validateTrainOptions(options, examples.length)
   ensureGradients()

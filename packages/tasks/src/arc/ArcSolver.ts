@@ -8,9 +8,10 @@ import type { GenerationError } from "@seal/gpu/LanguageModel"
 import { LanguageModel } from "@seal/gpu/LanguageModel"
 import type { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import type { LoraTrainer } from "@seal/gpu/LoraTrainer"
-import { defaultWorkerThreads, type ResolvedBackend } from "@seal/gpu/TensorRuntime"
+import type { ResolvedBackend } from "@seal/gpu/TensorRuntime"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Context, Data, Effect, Either, Layer, Queue } from "effect"
+import * as Os from "node:os"
 import { Worker } from "node:worker_threads"
 import {
   adaptAndSolveHere,
@@ -65,8 +66,12 @@ export const layer: Layer.Layer<ArcSolver, never, LanguageModel | LoraTrainer> =
   })
 )
 
-/** Worker threads for the inner loop when none are asked for (`TensorRuntime.defaultWorkerThreads`). */
-export const defaultWorkers: (backend: ResolvedBackend) => number = defaultWorkerThreads
+/**
+ * Worker threads for the inner loop when none are asked for: the wasm and cpu backends use one
+ * core each, so one worker per core (at most 4); tfjs-node spreads over the cores itself.
+ */
+export const defaultWorkers = (backend: ResolvedBackend): number =>
+  backend === "wasm" || backend === "cpu" ? Math.max(1, Math.min(4, Os.availableParallelism())) : 1
 
 export interface WorkerOptions {
   /** The model directory each worker loads (the one the `LanguageModel` in context came from). */
