@@ -4,6 +4,7 @@ import { Effect } from "effect"
 import { createRequire } from "node:module"
 import { Worker } from "node:worker_threads"
 import { beforeAll } from "vitest"
+import { encodeError } from "../src/EncodedError.js"
 import { initWeights } from "../src/model/InitWeights.js"
 import type { ModelConfig } from "../src/model/ModelConfig.js"
 import { charTokenizer, tinyLlama, useCpuBackend } from "../src/testing/TinyModel.js"
@@ -178,9 +179,15 @@ describe("SharedReduce", () => {
       { eval: true, workerData: buffers.control }
     )
     try {
-      expect(() => sharedExchange(buffers).exchange(0, new Map([[0, Float32Array.from([1])]]), 1)).toThrow(
-        ReduceAborted
-      )
+      let thrown: unknown
+      try {
+        sharedExchange(buffers).exchange(0, new Map([[0, Float32Array.from([1])]]), 1)
+      } catch (e) {
+        thrown = e
+      }
+      expect(thrown).toBeInstanceOf(ReduceAborted)
+      // The coordinator tells such a replica from the one that failed by this tag, across threads.
+      expect(encodeError(thrown)).toMatchObject({ tag: "ReduceAborted", message: /another replica failed/ })
     } finally {
       await aborter.terminate()
     }

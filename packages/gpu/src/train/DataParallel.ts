@@ -13,6 +13,7 @@ import { Effect, Scope } from "effect"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
+import type { EncodedError } from "../EncodedError.js"
 import type { ModelConfig, WeightMap } from "../model/ModelConfig.js"
 import { expectedWeightShapes } from "../model/ModelConfig.js"
 import type { ResolvedBackend } from "../TensorRuntime.js"
@@ -106,18 +107,15 @@ export type TrainWorkerReply =
   | { readonly type: "ready" }
   | { readonly type: "trained"; readonly window: TrainWindow }
   | { readonly type: "state"; readonly state: TrainState }
-  | { readonly type: "failed"; readonly error: { readonly tag: string; readonly fields: Record<string, unknown> } }
+  | { readonly type: "failed"; readonly error: EncodedError }
 
 const workerScript = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "worker", "train-worker.mjs")
 
 /** A failure a worker reported, as the `TrainingError` it was (or a Backend one naming it). */
-const restore = (error: { readonly tag: string; readonly fields: Record<string, unknown> }): TrainingError =>
+const restore = (error: EncodedError): TrainingError =>
   error.tag === "TrainingError"
     ? new TrainingError(error.fields as ConstructorParameters<typeof TrainingError>[0])
-    : new TrainingError({
-      reason: "Backend",
-      detail: `in a training worker: ${String(error.fields.message ?? error.tag)}`
-    })
+    : new TrainingError({ reason: "Backend", detail: `in a training worker: ${error.tag}: ${error.message}` })
 
 interface Replica {
   readonly worker: Worker
@@ -136,7 +134,7 @@ const startReplica = (init: TrainWorkerInit, onFailure: () => void): Promise<Rep
       waiting?.resolve(reply)
     }
     const fail = (detail: string) => {
-      dead = { type: "failed", error: { tag: "Defect", fields: { message: detail } } }
+      dead = { type: "failed", error: { tag: "Defect", message: detail, fields: {} } }
       onFailure()
       settle(dead)
       rejectStart(restore(dead.error))
@@ -210,10 +208,10 @@ export const dataParallelStepTrainer = (
     const everyone = (request: TrainWorkerRequest, who: ReadonlyArray<Replica>) =>
       Effect.tryPromise({ try: () => Promise.all(who.map((r) => r.ask(request))), catch: asTrainingError }).pipe(
         Effect.flatMap((replies) => {
-          const failures = replies.flatMap((reply) => (reply.type === "failed" ? [restore(reply.error)] : []))
-          // A replica woken by the abort reports a Backend error naming ReduceAborted; the cause is elsewhere.
-          const cause = failures.find((e) => !e.detail.includes("another replica failed")) ?? failures[0]
-          return cause === undefined ? Effect.succeed(replies[0]!) : Effect.fail(cause)
+          const failures = replies.flatMap((reply) => (reply.type === "failed" ? [reply.error] : []))
+          // A replica woken by the abort stopped because of another's failure: report that one.
+          const cause = failures.find((e) => e.tag !== "ReduceAborted") ?? failures[0]
+          return cause === undefined ? Effect.succeed(replies[0]!) : Effect.fail(restore(cause))
         })
       )
     return {

@@ -9,6 +9,7 @@
  * one still reads step s's, and cannot reach step s+2 (the first set again) before everyone
  * has passed step s+1's barrier, so one barrier per step is enough.
  */
+import { Data } from "effect"
 
 /** What the replicas share: made once by the coordinator, posted to every worker. */
 export interface SharedReduceBuffers {
@@ -35,9 +36,9 @@ export const makeSharedReduce = (replicas: number, slotCount: number, length: nu
 })
 
 /** Thrown in a replica waiting at the barrier once the coordinator aborts (another replica failed). */
-export class ReduceAborted extends Error {
+export class ReduceAborted extends Data.TaggedError("ReduceAborted")<{ readonly message: string }> {
   constructor() {
-    super("another replica failed; this one stopped at the gradient exchange")
+    super({ message: "another replica failed; this one stopped at the gradient exchange" })
   }
 }
 

@@ -4,6 +4,7 @@
  * backends use one core each. Both run the same units (`planArcWork`: the same batched passes,
  * the same seeds), so a run's outcomes do not depend on how many workers it had.
  */
+import type { EncodedError } from "@seal/gpu/EncodedError"
 import type { GenerationError } from "@seal/gpu/LanguageModel"
 import { LanguageModel } from "@seal/gpu/LanguageModel"
 import type { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
@@ -22,13 +23,7 @@ import {
   planArcWork,
   unsolvedOutcome
 } from "./ArcInnerLoop.js"
-import {
-  type EncodedError,
-  restoreError,
-  type WorkerData,
-  type WorkerReply,
-  type WorkerRequest
-} from "./ArcWorkerProtocol.js"
+import { restoreError, type WorkerData, type WorkerReply, type WorkerRequest } from "./ArcWorkerProtocol.js"
 import type { ArcTask } from "./Grid.js"
 import { parseToolConfig, type ToolConfig } from "./ToolConfig.js"
 

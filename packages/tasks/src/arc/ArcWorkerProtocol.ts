@@ -3,6 +3,7 @@
  * Typed errors cross the thread boundary as their tag and fields and are rebuilt on this side, so
  * a worker's `TrainingError` is the same `TrainingError` the in-process solver would fail with.
  */
+import type { EncodedError } from "@seal/gpu/EncodedError"
 import { GenerationError } from "@seal/gpu/LanguageModel"
 import { LoraConfigError } from "@seal/gpu/lora/LoraAdapter"
 import type { ResolvedBackend } from "@seal/gpu/TensorRuntime"
@@ -21,28 +22,11 @@ export interface WorkerRequest {
   readonly config: ArcInnerLoopConfig
 }
 
-export interface EncodedError {
-  readonly tag: string
-  readonly message: string
-  readonly fields: Readonly<Record<string, unknown>>
-}
-
 export type WorkerReply =
   | { readonly type: "ready" }
   | { readonly type: "startupFailed"; readonly error: EncodedError }
   | { readonly type: "done"; readonly id: number; readonly outcomes: Array<ArcOutcome> }
   | { readonly type: "failed"; readonly id: number; readonly error: EncodedError }
-
-/** A failure as plain data: a tagged error's tag and own fields, anything else as a message. */
-export const encodeError = (error: unknown): EncodedError => {
-  if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string") {
-    const fields = Object.fromEntries(
-      Object.entries(error).filter(([key, value]) => key !== "_tag" && typeof value !== "function")
-    )
-    return { tag: error._tag, message: String((error as { message?: unknown }).message ?? ""), fields }
-  }
-  return { tag: "Defect", message: error instanceof Error ? error.message : String(error), fields: {} }
-}
 
 /** The inner loop's own errors, rebuilt; anything else is a `TrainingError` of the backend, naming what it was. */
 export const restoreError = (error: EncodedError): TrainingError | LoraConfigError | GenerationError => {

@@ -5,6 +5,7 @@
  */
 import { Cause, Effect, Exit } from "effect"
 import { parentPort } from "node:worker_threads"
+import { encodeError } from "../../EncodedError.js"
 import * as TensorRuntime from "../../TensorRuntime.js"
 import type { TrainState, TrainWorkerInit, TrainWorkerReply, TrainWorkerRequest } from "../DataParallel.js"
 import { sharedExchange } from "../SharedReduce.js"
@@ -12,15 +13,6 @@ import { type StepProgress, trainFull } from "../Trainer.js"
 
 const port = parentPort!
 const reply = (message: TrainWorkerReply) => port.postMessage(message)
-
-/** A tagged error as its tag and own fields; anything else as a message. */
-const encode = (error: unknown): Extract<TrainWorkerReply, { type: "failed" }>["error"] =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"
-    ? {
-      tag: error._tag,
-      fields: Object.fromEntries(Object.entries(error).filter(([k, v]) => k !== "_tag" && typeof v !== "function"))
-    }
-    : { tag: "Defect", fields: { message: error instanceof Error ? error.message : String(error) } }
 
 let init: TrainWorkerInit | undefined
 let state: TrainState | undefined
@@ -58,6 +50,6 @@ port.on("message", async (request: TrainWorkerRequest) => {
       window: { steps, inputTokens: result.inputTokens, seconds: result.seconds, nextStep: result.nextStep }
     })
   } catch (error) {
-    reply({ type: "failed", error: encode(error) })
+    reply({ type: "failed", error: encodeError(error) })
   }
 })

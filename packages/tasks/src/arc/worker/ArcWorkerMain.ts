@@ -3,13 +3,14 @@
  * it could not start), then runs the units it is sent, one at a time, replying with the outcomes
  * or the typed error.
  */
+import { encodeError } from "@seal/gpu/EncodedError"
 import * as LanguageModel from "@seal/gpu/LanguageModel"
 import * as LoraTrainer from "@seal/gpu/LoraTrainer"
 import * as TensorRuntime from "@seal/gpu/TensorRuntime"
 import { Cause, Effect, Exit, Layer, ManagedRuntime } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { solveUnit } from "../ArcInnerLoop.js"
-import { encodeError, type WorkerData, type WorkerReply, type WorkerRequest } from "../ArcWorkerProtocol.js"
+import { type WorkerData, type WorkerReply, type WorkerRequest } from "../ArcWorkerProtocol.js"
 
 const port = parentPort!
 const data = workerData as WorkerData
