@@ -4,6 +4,7 @@ import { disposeDeviceLora, loraHook, uploadLora } from "@seal/gpu/lora/LoraAdap
 import * as LoraTrainer from "@seal/gpu/LoraTrainer"
 import { generate } from "@seal/gpu/model/Generate"
 import { initWeights } from "@seal/gpu/model/InitWeights"
+import { targetNll } from "@seal/gpu/model/Score"
 import { tinyLanguageModel, tinyLlama } from "@seal/gpu/testing/TinyModel"
 import type { TokenizedExample } from "@seal/gpu/train/Loss"
 import * as tf from "@tensorflow/tfjs-core"
@@ -38,7 +39,7 @@ import {
   testTimeTasks
 } from "../src/arc/TestTimeData.js"
 import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "../src/arc/ToolConfig.js"
-import { attempts, cellAccuracy, queryViews, solvedByAttempts, tally } from "../src/arc/Voting.js"
+import { attempts, cellAccuracy, queryViews, rankByScore, solvedByAttempts, tally } from "../src/arc/Voting.js"
 
 const dataDir = fileURLToPath(new URL("../../../data/", import.meta.url))
 
@@ -340,6 +341,14 @@ describe("voting", () => {
     expect(tally([])).toEqual([])
   })
 
+  it("rankByScore orders by score, ties by votes and then tally order; NaN ranks last", () => {
+    const votes = [{ grid: A, votes: 3 }, { grid: B, votes: 1 }, { grid: C, votes: 2 }]
+    expect(rankByScore(votes, [5, 1, 2]).map((v) => v.grid)).toEqual([B, C, A])
+    expect(rankByScore(votes, [1, 1, 1]).map((v) => v.grid)).toEqual([A, C, B])
+    expect(rankByScore(votes, [NaN, 9, Infinity]).map((v) => v.grid)).toEqual([B, A, C])
+    expect(() => rankByScore(votes, [1])).toThrow(/1 scores for 3/)
+  })
+
   it("attempts are the two most voted grids", () => {
     expect(attempts([C, A, B, copy(B), copy(A), copy(B)])).toEqual([B, A])
     expect(attempts([C, A, B, copy(B), copy(A), copy(B)], 1)).toEqual([B])
@@ -603,6 +612,45 @@ describe("the ARC inner loop on a tiny random model", () => {
       // Every 2x2 input of the constant task gives one row of two.
       expect(shapes(constant.attempts).length).toBeGreaterThan(0)
       expect(new Set(shapes(constant.attempts))).toEqual(new Set(["1x2"]))
+    }).pipe(Effect.provide(trainerLayer)))
+
+  it.effect("ranking by likelihood: the views' distinct predictions, the least unlikely over all views first", () =>
+    Effect.gen(function*() {
+      const model = yield* LanguageModel
+      const before = yield* numTensors
+      const byVotes = yield* predictTask(rotationTask, innerLoop({ views: 8, ranking: "votes" }))
+      const byLikelihood = yield* predictTask(rotationTask, innerLoop({ views: 8, ranking: "likelihood" }))
+      expect(yield* numTensors).toBe(before)
+      // The same predictions, scored by hand: each distinct grid after every view's prompt.
+      const test = rotationTask.test[0]!
+      // predictTask's budget for a 3x3 output: twice the largest grid's tokens and one.
+      const budget = 2 * 12 + 1
+      const views = queryViews(rotationTask.train, test.input, invertibleViews, modelConfig.maxPositions - budget)
+      expect(views).toHaveLength(8)
+      const predictions = generate(model.weights, views.map((v) => v.prompt), {
+        maxTokens: budget,
+        temperature: 0,
+        eosId: ids.exampleEnd,
+        logitMask: (step) => gridMask(views[step.row]!.shape)(step)
+      }).map((row, i) => {
+        const grid = decodeGrid(row.tokens)
+        return grid === undefined ? undefined : views[i]!.invert(grid)
+      })
+      const candidates = tally(predictions)
+      expect(candidates.length).toBeGreaterThan(2)
+      expect(byVotes.attempts[0]).toEqual(candidates.slice(0, 2).map((c) => c.grid))
+      const summed = candidates.map(({ grid }) =>
+        targetNll(
+          model.weights,
+          views.map((v) => {
+            const answer = [...gridIds(v.apply(grid)), ids.exampleEnd]
+            return { ids: [...v.prompt, ...answer], labelMask: [...v.prompt.map(() => 0), ...answer.map(() => 1)] }
+          })
+        ).reduce((a, b) => a + b, 0)
+      )
+      const order = summed.map((nll, i) => ({ nll, i })).sort((a, b) => a.nll - b.nll).map(({ i }) => i)
+      expect(byLikelihood.attempts[0]).toEqual(order.slice(0, 2).map((i) => candidates[i]!.grid))
+      expect(byLikelihood.attempts[0]).not.toEqual(byVotes.attempts[0])
     }).pipe(Effect.provide(trainerLayer)))
 
   it.effect("an adapter that learnt the rule solves the task; attempts are the views' grids mapped back", () =>

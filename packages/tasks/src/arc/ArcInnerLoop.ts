@@ -16,11 +16,13 @@ import { disposeDeviceLora, loraHook, uploadLora } from "@seal/gpu/lora/LoraAdap
 import { LoraTrainer } from "@seal/gpu/LoraTrainer"
 import { generate, type LogitMask } from "@seal/gpu/model/Generate"
 import type { ModelConfig } from "@seal/gpu/model/ModelConfig"
+import { targetNll } from "@seal/gpu/model/Score"
+import type { ProjectionHook, TransformerWeights } from "@seal/gpu/model/Transformer"
 import { adaptersWithinBudget } from "@seal/gpu/train/MemoryBudget"
 import type { TrainingError } from "@seal/gpu/train/Trainer"
 import { Effect, Schema } from "effect"
 import { LoraTargets } from "../knowledge/InnerLoop.js"
-import { decodeGrid, gridLength } from "./ArcFormat.js"
+import { decodeGrid, gridIds, gridLength } from "./ArcFormat.js"
 import { ids } from "./ArcVocabulary.js"
 import { invertibleViews } from "./Augmenters.js"
 import type { ArcTask, Grid } from "./Grid.js"
@@ -28,7 +30,7 @@ import { maxGridSide } from "./Grid.js"
 import { gridMask, impliedOutputShape, shapeTokens } from "./OutputShape.js"
 import { testTimeSequences } from "./TestTimeData.js"
 import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
-import { attempts, cellAccuracy, queryViews, solvedByAttempts } from "./Voting.js"
+import { cellAccuracy, type QueryView, queryViews, rankByScore, solvedByAttempts, tally } from "./Voting.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
 
@@ -59,7 +61,16 @@ export const ArcInnerLoopConfig = Schema.Struct({
    * every config (models/README.md). Off: the model chooses the extent, and a grid it writes
    * malformed casts no vote.
    */
-  impliedShape: Schema.optionalWith(Schema.Boolean, { default: () => true })
+  impliedShape: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /**
+   * How a test input's two attempts are chosen among its views' predictions: `votes`, the grids
+   * most views predicted (ties to the earlier view); `likelihood`, every distinct prediction
+   * scored under every view by the adapted model and the two with the lowest negative
+   * log-likelihood summed over views taken (a product of the views' probabilities, as the
+   * ARChitects' ARC Prize 2024 solution ranks candidates). Small models rarely agree across
+   * views, so votes are mostly ties that the view order breaks.
+   */
+  ranking: Schema.optionalWith(Schema.Literal("votes", "likelihood"), { default: () => "votes" as const })
 }).annotations({ identifier: "ArcInnerLoopConfig" })
 export type ArcInnerLoopConfig = typeof ArcInnerLoopConfig.Type
 export type ArcInnerLoopConfigEncoded = typeof ArcInnerLoopConfig.Encoded
@@ -102,6 +113,33 @@ const predictionBudget = (task: ArcTask, input: Grid, impliedShape: boolean): nu
   return Math.max(free, shapeTokens({ rows, columns }) ?? 0, shapeTokens({ rows: columns, columns: rows }) ?? 0)
 }
 
+/**
+ * Each candidate's negative log-likelihood (its grid and the end marker, after each view's prompt)
+ * summed over the views: how unlikely all the views together find it.
+ */
+const summedViewNll = (
+  weights: TransformerWeights,
+  shown: ReadonlyArray<QueryView>,
+  candidates: ReadonlyArray<Grid>,
+  hook: ProjectionHook | undefined
+): Array<number> => {
+  const examples = candidates.flatMap((grid) =>
+    shown.map((view) => {
+      const answer = [...gridIds(view.apply(grid)), ids.exampleEnd]
+      return {
+        ids: [...view.prompt, ...answer],
+        labelMask: [...view.prompt.map(() => 0), ...answer.map(() => 1)]
+      }
+    })
+  )
+  // A candidate that does not fit some view's context cannot be scored there: it ranks last.
+  const fits = examples.map((e) => e.ids.length <= weights.config.maxPositions)
+  const nll = targetNll(weights, examples.filter((_, i) => fits[i]), { hook, padId: ids.pad, rowsPerPass: 8 })
+  let next = 0
+  const perExample = fits.map((fit) => (fit ? nll[next++]! : Infinity))
+  return candidates.map((_, c) => perExample.slice(c * shown.length, (c + 1) * shown.length).reduce((a, b) => a + b, 0))
+}
+
 const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => masks[step.row]!(step)
 
 /**
@@ -111,7 +149,7 @@ const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => mas
  */
 export const predictTask = (
   task: ArcTask,
-  config: Pick<ArcInnerLoopConfig, "views" | "impliedShape">,
+  config: Pick<ArcInnerLoopConfig, "views" | "impliedShape" | "ranking">,
   adapter?: LoraAdapter | undefined
 ): Effect.Effect<ArcPrediction, GenerationError, LanguageModel> =>
   Effect.scoped(
@@ -147,7 +185,18 @@ export const predictTask = (
           const grid = decodeGrid(row.tokens)
           return grid === undefined ? undefined : shown[i]!.invert(grid)
         })
-        perTest.push(attempts(predictions))
+        const candidates = tally(predictions)
+        const ranked = config.ranking === "likelihood" && candidates.length > 1
+          ? rankByScore(
+            candidates,
+            yield* Effect.try({
+              try: () => summedViewNll(model.weights, shown, candidates.map((c) => c.grid), hook),
+              catch: (e) =>
+                new GenerationError({ reason: "Backend", detail: `ARC candidate scoring failed: ${String(e)}` })
+            })
+          )
+          : candidates
+        perTest.push(ranked.slice(0, 2).map((v) => v.grid))
       }
       const outputs = task.test.map((t) => t.output)
       return {

@@ -13,6 +13,8 @@ import { impliedOutputShape, type OutputShape } from "./OutputShape.js"
 export interface QueryView {
   readonly view: string
   readonly prompt: ReadonlyArray<number>
+  /** A grid of the original frame as this view shows it. */
+  readonly apply: (grid: Grid) => Grid
   readonly invert: (grid: Grid) => Grid | undefined
   /** The output's shape in this view, as the demonstrations (seen the same way) imply it. */
   readonly shape: OutputShape
@@ -29,7 +31,13 @@ export const queryViews = (
     const shown = demonstrations.map((d) => applyToExample(view, d))
     const prompt = queryPrompt(shown, view.apply(input))
     return prompt.length <= maxPromptTokens
-      ? [{ view: view.name, prompt, invert: view.invert, shape: impliedOutputShape(shown, view.apply(input)) }]
+      ? [{
+        view: view.name,
+        prompt,
+        apply: view.apply,
+        invert: view.invert,
+        shape: impliedOutputShape(shown, view.apply(input))
+      }]
       : []
   })
 
@@ -55,6 +63,18 @@ export const tally = (predictions: ReadonlyArray<Grid | undefined>): Array<Vote>
   return [...byKey.values()]
     .sort((a, b) => b.votes - a.votes || a.first - b.first)
     .map(({ grid, votes }) => ({ grid, votes }))
+}
+
+/**
+ * Candidates ranked by a score (lower first: a negative log-likelihood summed over views, say),
+ * ties by votes and then by the tally's order. `scores[i]` belongs to `votes[i]`.
+ */
+export const rankByScore = (votes: ReadonlyArray<Vote>, scores: ReadonlyArray<number>): Array<Vote> => {
+  if (scores.length !== votes.length) throw new Error(`${scores.length} scores for ${votes.length} candidates`)
+  return votes
+    .map((vote, i) => ({ vote, score: Number.isNaN(scores[i]) ? Infinity : scores[i]!, i }))
+    .sort((a, b) => a.score - b.score || b.vote.votes - a.vote.votes || a.i - b.i)
+    .map(({ vote }) => vote)
 }
 
 /** The two attempts ARC allows per test input. */
