@@ -12,6 +12,7 @@ import {
   augmentTask,
   chain,
   colourPermutation,
+  colourViews,
   families,
   fitsMaxSize,
   flipColumns,
@@ -95,7 +96,8 @@ const allAugmenters: ReadonlyArray<Augmenter> = (() => {
     chain([increaseHeight(2), reflect(1, true), rotate90]),
     chain([])
   ]
-  for (const aug of [...families.flatMap((family) => augmenterFamilies[family]), ...invertibleViews, ...extras]) {
+  const views = [...invertibleViews, ...colourViews(10)]
+  for (const aug of [...families.flatMap((family) => augmenterFamilies[family]), ...views, ...extras]) {
     byName.set(aug.name, aug)
   }
   return [...byName.values()]
@@ -379,5 +381,25 @@ describe("invertibleViews", () => {
     for (const view of invertibleViews) {
       expect(failures((grid) => gridsEqual(view.invert(view.apply(grid)) ?? [], grid)), view.name).toEqual([])
     }
+  })
+
+  it("colourViews: symmetries in turn, each with its own colour permutation keeping 0, the same every call", () => {
+    const views = colourViews(10)
+    expect(views.map((v) => v.name.split("+")[0])).toEqual(
+      [...invertibleViews, ...invertibleViews].slice(0, 10).map((v) => v.name)
+    )
+    expect(colourViews(10).map((v) => v.name)).toEqual(views.map((v) => v.name))
+    expect(new Set(views.map((v) => v.name.split("+")[1])).size).toBe(10)
+    const probe: Grid = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 0, 0]]
+    for (const view of views) {
+      const shown = view.apply(probe)
+      // The symmetry's shape, 0 where 0 was, the other colours moved.
+      const plain = invertibleViews.find((v) => view.name.startsWith(v.name))!.apply(probe)
+      expect([shown.length, shown[0]!.length]).toEqual([plain.length, plain[0]!.length])
+      shown.forEach((row, r) => row.forEach((c, k) => expect(c === 0).toBe(plain[r]![k] === 0)))
+      expect(gridsEqual(shown, plain)).toBe(false)
+      expect(view.invert(shown)).toEqual(probe)
+    }
+    expect(views[0]!.invert([[1, 2], [3]])).toBeUndefined()
   })
 })

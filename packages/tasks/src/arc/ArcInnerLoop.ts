@@ -24,7 +24,7 @@ import { Effect, Schema } from "effect"
 import { LoraTargets } from "../knowledge/InnerLoop.js"
 import { decodeGrid, gridIds, gridLength } from "./ArcFormat.js"
 import { ids } from "./ArcVocabulary.js"
-import { invertibleViews } from "./Augmenters.js"
+import { colourViews, invertibleViews } from "./Augmenters.js"
 import type { ArcTask, Grid } from "./Grid.js"
 import { maxGridSide } from "./Grid.js"
 import { gridMask, impliedOutputShape, shapeTokens } from "./OutputShape.js"
@@ -54,6 +54,11 @@ export const ArcInnerLoopConfig = Schema.Struct({
   memoryBudgetMB: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 400 }),
   /** Views voted over at inference: the first n of the square's 8 symmetries (identity first). */
   views: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, invertibleViews.length)), { default: () => 8 }),
+  /**
+   * Views beyond the symmetries: each a symmetry followed by a fixed colour permutation
+   * (`colourViews` in Augmenters.ts). More views, more candidates to vote or rank.
+   */
+  colourViews: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 64)), { default: () => 0 }),
   /**
    * Hold each prediction to the output shape the demonstrations imply (`OutputShape.ts`): the
    * same as the input, a constant, a multiple or a fraction of it, per side; sides no rule
@@ -149,7 +154,7 @@ const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => mas
  */
 export const predictTask = (
   task: ArcTask,
-  config: Pick<ArcInnerLoopConfig, "views" | "impliedShape" | "ranking">,
+  config: Pick<ArcInnerLoopConfig, "views" | "colourViews" | "impliedShape" | "ranking">,
   adapter?: LoraAdapter | undefined
 ): Effect.Effect<ArcPrediction, GenerationError, LanguageModel> =>
   Effect.scoped(
@@ -161,7 +166,7 @@ export const predictTask = (
           (device) => Effect.sync(() => disposeDeviceLora(device))
         )
       )
-      const views = invertibleViews.slice(0, config.views)
+      const views = [...invertibleViews.slice(0, config.views), ...colourViews(config.colourViews)]
       const perTest: Array<Array<Grid>> = []
       for (const test of task.test) {
         const budget = predictionBudget(task, test.input, config.impliedShape)

@@ -10,7 +10,7 @@
  * the transform has an exact inverse, `invert` maps a prediction on the augmented task back to
  * the original frame (augmented voting at inference). Pure functions; grids are never modified.
  */
-import { shuffleInPlace } from "@seal/gpu/model/Sampling"
+import { deriveSeed, makeRng, shuffleInPlace } from "@seal/gpu/model/Sampling"
 import { type ArcExample, type ArcTask, type Grid, gridsEqual, maxGridSide } from "./Grid.js"
 
 export type Family = "basic" | "size" | "chain" | "repeat"
@@ -443,3 +443,26 @@ export const invertibleViews: ReadonlyArray<InvertibleAugmenter> = [
   transpose,
   antiTranspose
 ]
+
+/**
+ * `count` more views beyond the symmetries: the k-th is symmetry k (mod 8) of `invertibleViews`
+ * followed by a colour permutation (0 kept) drawn from seed k, so the views are the same for
+ * every task and run. Undone by the inverse permutation, then the symmetry's inverse. A model
+ * pretrained with colour augmentation should answer the same in every colouring; where it does
+ * not, the extra views add candidates.
+ */
+export const colourViews = (count: number): Array<InvertibleAugmenter> =>
+  Array.from({ length: count }, (_, k) => {
+    const symmetry = invertibleViews[k % invertibleViews.length]!
+    const permutation = colourPermutation(makeRng(deriveSeed(0x5ea1c01, k)))
+    const inverse = invertPermutation(permutation)
+    return {
+      name: `${symmetry.name}+Colours(${permutation.join("")})`,
+      family: "basic" as const,
+      apply: (g: Grid) => permuteColours(symmetry.apply(g), permutation),
+      invert: (g: Grid) =>
+        isRectangular(g) && g.every((row) => row.every((c) => inverse[c] !== undefined))
+          ? symmetry.invert(permuteColours(g, inverse))
+          : undefined
+    }
+  })
