@@ -81,7 +81,10 @@ export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConf
   /**
    * Both held-out sets in full; one round over 16 of the 41 RL tasks, 4 configs each. Test-time
    * training is the cost (about 5-10 s a run on one core), so the inner loop keeps 12 sequences,
-   * votes over 4 views, and the oracle searches the 3 configs FEASIBILITY.md's probe found best.
+   * predicts in 8 views (4 symmetries, 4 with colours permuted) and ranks the candidates by their
+   * likelihood under all views (on the 41 RL tasks this took two fixed configs from 2 and 2
+   * tasks solved with 4 voting views to 7 and 6; models/README.md), and the oracle searches the
+   * 3 configs FEASIBILITY.md's probe found best.
    * Two reward batches are in flight at once so that two worker threads stay busy in the round
    * (the outcomes do not depend on it: a batch trains the same passes either way).
    */
@@ -94,7 +97,7 @@ export const arcPresetInputs: { readonly [N in ArcPresetName]: ArcExperimentConf
     grpo: { sampling: { k: 4, evalBatch: 8, concurrency: 2 } },
     evaluation: {
       selfEdits: { samples: 1 },
-      innerLoop: { maxSequences: 12, views: 4 },
+      innerLoop: { maxSequences: 12, views: 4, colourViews: 4, ranking: "likelihood" },
       oracleCandidates: [
         outputTokenConfig(true, 3e-3, 5),
         outputTokenConfig(false, 3e-3, 5),
