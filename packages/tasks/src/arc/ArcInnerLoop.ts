@@ -2,9 +2,10 @@
  * SEAL's inner loop for few-shot ARC: a tool config (the self-edit) picks the augmentation
  * families, the loss and the optimizer settings; a fresh LoRA adapter trains on the test-time
  * data those make from the task's demonstrations; the adapted model predicts each test output
- * by augmented voting; the task counts as solved when every test output is among its two
- * attempts. A config whose training would exceed `maxTrainingSteps` is refused (reward 0, as in
- * the reference) without training.
+ * in several views, whose predictions are ranked to two attempts (by votes or by likelihood); the
+ * task counts as solved when every test output is among its two attempts. A config whose
+ * training would exceed `maxTrainingSteps` is refused (reward 0, as in the reference) without
+ * training.
  *
  * Adapters of several items train together in one batched pass (`LoraTrainer.trainMany`, each
  * with its own learning rate and epochs), then each predicts on its own.
@@ -52,7 +53,7 @@ export const ArcInnerLoopConfig = Schema.Struct({
    * run to the whole context, and the wasm backend's heap stops at 4 GiB.
    */
   memoryBudgetMB: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { default: () => 400 }),
-  /** Views voted over at inference: the first n of the square's 8 symmetries (identity first). */
+  /** Views predicted in at inference: the first n of the square's 8 symmetries (identity first). */
   views: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, invertibleViews.length)), { default: () => 8 }),
   /**
    * Views beyond the symmetries: each a symmetry followed by a fixed colour permutation
@@ -148,8 +149,9 @@ const summedViewNll = (
 const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => masks[step.row]!(step)
 
 /**
- * Greedy predictions of every test input of `task` in `views` views, with `adapter` applied when
- * given, voted to two attempts. Views whose prompt leaves no room to answer are skipped; a task
+ * Greedy predictions of every test input of `task` in its views (`views` symmetries and
+ * `colourViews`), with `adapter` applied when given, mapped back and ranked (`ranking`) to two
+ * attempts. Views whose prompt leaves no room to answer are skipped; a task
  * none of whose views fit gets no attempts (unsolved).
  */
 export const predictTask = (
