@@ -52,8 +52,11 @@ export const ArcExperimentConfig = Schema.Struct({
   restEm: Schema.optionalWith(ReSTEM.ReSTEMConfig, { default: () => Schema.decodeSync(ReSTEM.ReSTEMConfig)({}) }),
   grpo: Schema.optionalWith(GRPO.GRPOConfig, { default: () => Schema.decodeSync(GRPO.GRPOConfig)({}) }),
   policy: Schema.optionalWith(PolicyAdapterConfig, { default: () => Schema.decodeSync(PolicyAdapterConfig)({}) }),
-  /** RL reward: `solved` (pass@2, 0/1) or `cells` (first-attempt cell accuracy, softer). */
-  reward: Schema.optionalWith(Schema.Literal("solved", "cells"), { default: () => "cells" as const }),
+  /**
+   * RL reward: `solved` (pass@2, 0/1), `cells` (first-attempt cell accuracy, softer) or
+   * `likelihood` (the adapted model's probability per token of the true outputs, softest).
+   */
+  reward: Schema.optionalWith(Schema.Literal("solved", "cells", "likelihood"), { default: () => "cells" as const }),
   evaluation: Schema.optionalWith(ArcEvaluationConfig, { default: () => Schema.decodeSync(ArcEvaluationConfig)({}) })
 }).annotations({ identifier: "ArcExperimentConfig" })
 export type ArcExperimentConfig = typeof ArcExperimentConfig.Type

@@ -92,6 +92,7 @@ interface Row {
   readonly pairs: number
   readonly tasks: number
   readonly cellAccuracy: number
+  readonly solutionLikelihood: number
   readonly solvedTasks: ReadonlyArray<string>
   readonly refused: number
   readonly config?: string
@@ -171,10 +172,12 @@ describe("seal run on an ARC config", () => {
       expect(row.solved).toBeGreaterThanOrEqual(0)
       expect(row.solved).toBeLessThanOrEqual(row.pairs)
       expect(row.accuracy).toBeCloseTo(row.solved / row.pairs, 12)
-      for (const x of [row.accuracy, row.cellAccuracy]) {
+      for (const x of [row.accuracy, row.cellAccuracy, row.solutionLikelihood]) {
         expect(x).toBeGreaterThanOrEqual(0)
         expect(x).toBeLessThanOrEqual(1)
       }
+      // Every pair gets a probability for the true outputs, however wrong its attempts.
+      if (row.refused < row.pairs) expect(row.solutionLikelihood).toBeGreaterThan(0)
       expect(row.refused).toBeGreaterThanOrEqual(0)
       expect(row.refused).toBeLessThanOrEqual(row.pairs)
       for (const id of row.solvedTasks) expect(heldOut).toContain(id)

@@ -21,6 +21,7 @@ import {
   type ArcItem,
   predictTask
 } from "../src/arc/ArcInnerLoop.js"
+import { arcReward } from "../src/arc/ArcReward.js"
 import { arcTokens, ids } from "../src/arc/ArcVocabulary.js"
 import {
   applyToExample,
@@ -323,6 +324,16 @@ describe("testTimeTasks and testTimeSequences", () => {
 // ---------------------------------------------------------------------------------------------
 // Voting
 
+describe("arcReward", () => {
+  it("is pass@2, the first attempt's cells, or the true outputs' probability per token", () => {
+    const outcome = { solved: false, cellAccuracy: 0.5, solutionLikelihood: 0.25 }
+    expect(arcReward(outcome, "solved")).toBe(0)
+    expect(arcReward({ ...outcome, solved: true }, "solved")).toBe(1)
+    expect(arcReward(outcome, "cells")).toBe(0.5)
+    expect(arcReward(outcome, "likelihood")).toBe(0.25)
+  })
+})
+
 describe("voting", () => {
   const A: Grid = [[1, 2]]
   const B: Grid = [[3], [4]]
@@ -573,8 +584,12 @@ describe("the ARC inner loop on a tiny random model", () => {
       const unadapted = outcomes[1]!
       expect([unadapted.trainingSequences, unadapted.optimizerSteps, unadapted.finalLoss, unadapted.adapterId])
         .toEqual([0, 0, undefined, undefined])
-      expect({ attempts: unadapted.attempts, solved: unadapted.solved, cellAccuracy: unadapted.cellAccuracy })
-        .toEqual(yield* predictTask(rotationTask, config))
+      expect({
+        attempts: unadapted.attempts,
+        solved: unadapted.solved,
+        cellAccuracy: unadapted.cellAccuracy,
+        solutionLikelihood: unadapted.solutionLikelihood
+      }).toEqual(yield* predictTask(rotationTask, config))
 
       for (const [i, outcome] of outcomes.entries()) {
         const outputs = items[i]!.task.test.map((t) => t.output)
@@ -639,18 +654,23 @@ describe("the ARC inner loop on a tiny random model", () => {
       const candidates = tally(predictions)
       expect(candidates.length).toBeGreaterThan(2)
       expect(byVotes.attempts[0]).toEqual(candidates.slice(0, 2).map((c) => c.grid))
-      const summed = candidates.map(({ grid }) =>
+      const answers = (grid: Grid) => views.map((v) => [...gridIds(v.apply(grid)), ids.exampleEnd])
+      const summedNll = (grid: Grid) =>
         targetNll(
           model.weights,
-          views.map((v) => {
-            const answer = [...gridIds(v.apply(grid)), ids.exampleEnd]
+          views.map((v, i) => {
+            const answer = answers(grid)[i]!
             return { ids: [...v.prompt, ...answer], labelMask: [...v.prompt.map(() => 0), ...answer.map(() => 1)] }
           })
         ).reduce((a, b) => a + b, 0)
-      )
+      const summed = candidates.map(({ grid }) => summedNll(grid))
       const order = summed.map((nll, i) => ({ nll, i })).sort((a, b) => a.nll - b.nll).map(({ i }) => i)
       expect(byLikelihood.attempts[0]).toEqual(order.slice(0, 2).map((i) => candidates[i]!.grid))
       expect(byLikelihood.attempts[0]).not.toEqual(byVotes.attempts[0])
+      // The true output's probability per token over all views, however the attempts are ranked.
+      const tokens = answers(test.output).reduce((a, answer) => a + answer.length, 0)
+      expect(byLikelihood.solutionLikelihood).toBeCloseTo(Math.exp(-summedNll(test.output) / tokens), 5)
+      expect(byVotes.solutionLikelihood).toBe(byLikelihood.solutionLikelihood)
     }).pipe(Effect.provide(trainerLayer)))
 
   it.effect("an adapter that learnt the rule solves the task; attempts are the views' grids mapped back", () =>
@@ -658,8 +678,11 @@ describe("the ARC inner loop on a tiny random model", () => {
       const config = innerLoop({ views: 8, batchSize: 8, maxSequences: 16 })
       const self = toolConfig({ learningRate: 1e-2, epochs: 10 })
       // Unadapted, the random model writes no grid of its own accord, and wrong ones held to 1x2.
-      expect(yield* predictTask(constantTask, { ...config, impliedShape: false }))
-        .toEqual({ attempts: [[]], solved: false, cellAccuracy: 0 })
+      const free = yield* predictTask(constantTask, { ...config, impliedShape: false })
+      expect(free).toMatchObject({ attempts: [[]], solved: false, cellAccuracy: 0 })
+      // It still gives the answer some probability: about one in the vocabulary's 42 per token.
+      expect(free.solutionLikelihood).toBeGreaterThan(0)
+      expect(free.solutionLikelihood).toBeLessThan(0.2)
       const unadapted = yield* predictTask(constantTask, config)
       expect(unadapted.solved).toBe(false)
       expect(unadapted.attempts[0]!.length).toBeGreaterThan(0)
@@ -698,7 +721,16 @@ describe("the ARC inner loop on a tiny random model", () => {
       expect(trained!.adapter.id).toBe(adapted!.adapterId)
       expect(Math.abs(trained!.losses.at(-1)! - adapted!.finalLoss!)).toBeLessThan(1e-4)
       const predicted = yield* predictTask(constantTask, config, trained!.adapter)
-      expect(predicted).toEqual({ attempts: adapted!.attempts, solved: true, cellAccuracy: 1 })
+      expect(predicted).toEqual({
+        attempts: adapted!.attempts,
+        solved: true,
+        cellAccuracy: 1,
+        solutionLikelihood: adapted!.solutionLikelihood
+      })
+      // Having learnt the rule (in the identity view: no augmentation), it finds the answer
+      // likelier: 0.068 a token over the 8 views against 0.017 unadapted.
+      expect(unadapted.solutionLikelihood).toBe(free.solutionLikelihood)
+      expect(adapted!.solutionLikelihood).toBeGreaterThan(3 * free.solutionLikelihood)
 
       const test = constantTask.test[0]!
       const budget = 2 * Math.max(gridLength(test.input), ...constantTask.train.map((d) => gridLength(d.output))) + 1

@@ -217,12 +217,12 @@ export const executeArc = (
         rounds: outcome.rounds.map(({ rewardMean: _a, rewardStd: _b, ...m }) => m)
       })
       yield* Console.log(
-        ["set                method          solved   cells"]
+        ["set                method          solved   cells  p(answer)"]
           .concat(
             table.map((t) =>
               `${t.set.padEnd(19)}${t.method.padEnd(14)}${pct(t.accuracy).padStart(8)}  ${
                 pct(t.cellAccuracy).padStart(6)
-              }   ` +
+              }  ${t.solutionLikelihood.toFixed(3).padStart(9)}   ` +
               `(${t.solved}/${t.pairs} pairs, ${t.tasks} tasks)`
             )
           )

@@ -46,6 +46,8 @@ export interface ArcRow {
   readonly tasks: number
   /** Mean first-attempt cell accuracy. */
   readonly cellAccuracy: number
+  /** Mean probability per token of the true outputs (`ArcPrediction.solutionLikelihood`). */
+  readonly solutionLikelihood: number
   /** Task ids solved at least once. */
   readonly solvedTasks: ReadonlyArray<string>
   /** `oracle`: the config chosen. */
@@ -58,7 +60,12 @@ export interface ArcRow {
 export interface ArcTaskResult {
   readonly id: string
   readonly selfEdits: ReadonlyArray<
-    { readonly config: string; readonly solved: boolean; readonly cellAccuracy: number }
+    {
+      readonly config: string
+      readonly solved: boolean
+      readonly cellAccuracy: number
+      readonly solutionLikelihood: number
+    }
   >
 }
 
@@ -77,6 +84,7 @@ export const arcRow = (
   pairs: pairs.length,
   tasks: tasks.length,
   cellAccuracy: mean(pairs.map((p) => p.outcome.cellAccuracy)),
+  solutionLikelihood: mean(pairs.map((p) => p.outcome.solutionLikelihood)),
   solvedTasks: [...new Set(pairs.filter((p) => p.outcome.solved).map((p) => p.task.id))].sort(),
   ...(config === undefined ? {} : { config }),
   refused: pairs.filter((p) => p.outcome.refused !== undefined).length,
@@ -150,7 +158,8 @@ export const evaluateSelfEdits = (
         selfEdits: pairs.filter((p) => p.task === task).map((p) => ({
           config: p.config === undefined ? `invalid: ${p.selfEdit.trim()}` : toolConfigKey(p.config),
           solved: p.outcome.solved,
-          cellAccuracy: p.outcome.cellAccuracy
+          cellAccuracy: p.outcome.cellAccuracy,
+          solutionLikelihood: p.outcome.solutionLikelihood
         }))
       }))
     }

@@ -86,6 +86,12 @@ export interface ArcPrediction {
   readonly attempts: ReadonlyArray<ReadonlyArray<Grid>>
   readonly solved: boolean
   readonly cellAccuracy: number
+  /**
+   * How likely the model finds the true test outputs: the probability per token (geometric mean
+   * over the output's tokens and the views it fits), averaged over test inputs; 0 where none fits.
+   * Continuous where `solved` and `cellAccuracy` are coarse, so a softer reward.
+   */
+  readonly solutionLikelihood: number
 }
 
 export interface ArcOutcome extends ArcPrediction {
@@ -120,30 +126,39 @@ const predictionBudget = (task: ArcTask, input: Grid, impliedShape: boolean): nu
 }
 
 /**
- * Each candidate's negative log-likelihood (its grid and the end marker, after each view's prompt)
- * summed over the views: how unlikely all the views together find it.
+ * The negative log-likelihood of each grid (and the end marker) after each view's prompt, by
+ * grid and view, with the tokens scored; Infinity where the two do not fit the context.
  */
-const summedViewNll = (
+const viewNll = (
   weights: TransformerWeights,
   shown: ReadonlyArray<QueryView>,
-  candidates: ReadonlyArray<Grid>,
+  grids: ReadonlyArray<Grid>,
   hook: ProjectionHook | undefined
-): Array<number> => {
-  const examples = candidates.flatMap((grid) =>
+): Array<Array<{ readonly nll: number; readonly tokens: number }>> => {
+  const examples = grids.flatMap((grid) =>
     shown.map((view) => {
       const answer = [...gridIds(view.apply(grid)), ids.exampleEnd]
-      return {
-        ids: [...view.prompt, ...answer],
-        labelMask: [...view.prompt.map(() => 0), ...answer.map(() => 1)]
-      }
+      return { ids: [...view.prompt, ...answer], labelMask: [...view.prompt.map(() => 0), ...answer.map(() => 1)] }
     })
   )
-  // A candidate that does not fit some view's context cannot be scored there: it ranks last.
   const fits = examples.map((e) => e.ids.length <= weights.config.maxPositions)
   const nll = targetNll(weights, examples.filter((_, i) => fits[i]), { hook, padId: ids.pad, rowsPerPass: 8 })
   let next = 0
-  const perExample = fits.map((fit) => (fit ? nll[next++]! : Infinity))
-  return candidates.map((_, c) => perExample.slice(c * shown.length, (c + 1) * shown.length).reduce((a, b) => a + b, 0))
+  const scored = examples.map((e, i) => ({
+    nll: fits[i] ? nll[next++]! : Infinity,
+    tokens: e.labelMask.reduce((a, b) => a + b, 0)
+  }))
+  return grids.map((_, g) => scored.slice(g * shown.length, (g + 1) * shown.length))
+}
+
+/**
+ * The probability per token (the geometric mean) the model gives `output` over the views where
+ * it fits: exp(-NLL / tokens). 0 where it fits none.
+ */
+const perTokenLikelihood = (scores: ReadonlyArray<{ readonly nll: number; readonly tokens: number }>): number => {
+  const fitting = scores.filter((s) => Number.isFinite(s.nll))
+  const tokens = fitting.reduce((a, s) => a + s.tokens, 0)
+  return tokens === 0 ? 0 : Math.exp(-fitting.reduce((a, s) => a + s.nll, 0) / tokens)
 }
 
 const maskPerRow = (masks: ReadonlyArray<LogitMask>): LogitMask => (step) => masks[step.row]!(step)
@@ -170,11 +185,13 @@ export const predictTask = (
       )
       const views = [...invertibleViews.slice(0, config.views), ...colourViews(config.colourViews)]
       const perTest: Array<Array<Grid>> = []
+      const likelihoods: Array<number> = []
       for (const test of task.test) {
         const budget = predictionBudget(task, test.input, config.impliedShape)
         const shown = queryViews(task.train, test.input, views, model.config.maxPositions - budget)
         if (shown.length === 0) {
           perTest.push([])
+          likelihoods.push(0)
           continue
         }
         const rows = yield* Effect.try({
@@ -193,23 +210,25 @@ export const predictTask = (
           return grid === undefined ? undefined : shown[i]!.invert(grid)
         })
         const candidates = tally(predictions)
-        const ranked = config.ranking === "likelihood" && candidates.length > 1
-          ? rankByScore(
-            candidates,
-            yield* Effect.try({
-              try: () => summedViewNll(model.weights, shown, candidates.map((c) => c.grid), hook),
-              catch: (e) =>
-                new GenerationError({ reason: "Backend", detail: `ARC candidate scoring failed: ${String(e)}` })
-            })
-          )
-          : candidates
+        // The candidates (when ranked by likelihood) and the true output, scored in one go.
+        const scoredCandidates = config.ranking === "likelihood" && candidates.length > 1 ? candidates : []
+        const scores = yield* Effect.try({
+          try: () => viewNll(model.weights, shown, [...scoredCandidates.map((c) => c.grid), test.output], hook),
+          catch: (e) => new GenerationError({ reason: "Backend", detail: `ARC grid scoring failed: ${String(e)}` })
+        })
+        const ranked = scoredCandidates.length === 0 ? candidates : rankByScore(
+          candidates,
+          scores.slice(0, -1).map((perView) => perView.reduce((a, s) => a + s.nll, 0))
+        )
         perTest.push(ranked.slice(0, 2).map((v) => v.grid))
+        likelihoods.push(perTokenLikelihood(scores[scores.length - 1]!))
       }
       const outputs = task.test.map((t) => t.output)
       return {
         attempts: perTest,
         solved: solvedByAttempts(perTest, outputs),
-        cellAccuracy: cellAccuracy(perTest, outputs)
+        cellAccuracy: cellAccuracy(perTest, outputs),
+        solutionLikelihood: likelihoods.reduce((a, b) => a + b, 0) / Math.max(1, likelihoods.length)
       }
     })
   )
@@ -226,6 +245,7 @@ export const unsolvedOutcome = (task: ArcTask, fields: Partial<ArcOutcome> = {})
   attempts: task.test.map(() => []),
   solved: false,
   cellAccuracy: 0,
+  solutionLikelihood: 0,
   refused: undefined,
   trainingSequences: 0,
   optimizerSteps: 0,

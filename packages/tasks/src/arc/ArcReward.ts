@@ -1,10 +1,12 @@
 /**
  * Few-shot ARC's `TaskReward`: a request's self-edit is a tool config (JSON text); the inner loop
  * (`adaptAndSolve`) trains on the task's demonstrations under it and predicts the test outputs.
- * The reward is 1 when the task is solved (pass@2), else 0, or, with `reward: "cells"`, the share
+ * The reward is 1 when the task is solved (pass@2), else 0; with `reward: "cells"`, the share
  * of test-output cells the first attempt gets right: a softer signal for a small model that
- * rarely solves a task outright. A self-edit that is not a valid config, or one over the step
- * limit, earns 0 (the reference's rule).
+ * rarely solves a task outright; with `reward: "likelihood"`, the probability per token the
+ * adapted model gives the true outputs (`solutionLikelihood`), softer still: it tells apart
+ * configs whose attempts are equally wrong. A self-edit that is not a valid config, or one over
+ * the step limit, earns 0 (the reference's rule).
  */
 import { RewardError, TaskReward } from "@seal/core/TaskReward"
 import { TrainingError } from "@seal/gpu/train/Trainer"
@@ -14,7 +16,7 @@ import type { ArcInnerLoopConfig, ArcOutcome } from "./ArcInnerLoop.js"
 import { ArcSolver, solveSelfEdits } from "./ArcSolver.js"
 import type { ArcTask } from "./Grid.js"
 
-export type ArcRewardKind = "solved" | "cells"
+export type ArcRewardKind = "solved" | "cells" | "likelihood"
 
 export interface ArcRewardOptions {
   readonly tasks: ReadonlyMap<string, ArcTask>
@@ -23,8 +25,11 @@ export interface ArcRewardOptions {
 }
 
 /** An outcome's reward under `kind`. */
-export const arcReward = (outcome: Pick<ArcOutcome, "solved" | "cellAccuracy">, kind: ArcRewardKind): number =>
-  kind === "solved" ? (outcome.solved ? 1 : 0) : outcome.cellAccuracy
+export const arcReward = (
+  outcome: Pick<ArcOutcome, "solved" | "cellAccuracy" | "solutionLikelihood">,
+  kind: ArcRewardKind
+): number =>
+  kind === "solved" ? (outcome.solved ? 1 : 0) : kind === "cells" ? outcome.cellAccuracy : outcome.solutionLikelihood
 
 export const make = (options: ArcRewardOptions) =>
   Effect.gen(function*() {
