@@ -229,10 +229,14 @@ describe("seal run on an ARC config", () => {
     // The table on stdout, a line per row, then where the results are.
     const lines = whole.stdout.trim().split("\n")
     expect(lines).toHaveLength(6)
-    expect(lines[0]).toMatch(/^set +method +solved +cells$/)
+    expect(lines[0]).toMatch(/^set +method +solved +cells +p\(answer\)$/)
     table.forEach((row, i) => {
       expect(lines[i + 1]).toMatch(
-        new RegExp(`^evaluation-small +${row.method} .*\\(${row.solved}/${row.pairs} pairs, 2 tasks\\)$`)
+        new RegExp(
+          `^evaluation-small +${row.method} .* ${
+            row.solutionLikelihood.toFixed(3)
+          } +\\(${row.solved}/${row.pairs} pairs, 2 tasks\\)$`
+        )
       )
     })
     expect(lines[5]).toBe(`results: ${path.join(wholeDir, "results.json")}`)
