@@ -361,11 +361,11 @@ describe("voting", () => {
   })
 
   it("attempts are the two most voted grids", () => {
-    expect(attempts([C, A, B, copy(B), copy(A), copy(B)])).toEqual([B, A])
-    expect(attempts([C, A, B, copy(B), copy(A), copy(B)], 1)).toEqual([B])
-    expect(attempts([C, A, B, undefined])).toEqual([C, A])
-    expect(attempts([A])).toEqual([A])
-    expect(attempts([undefined])).toEqual([])
+    expect(attempts(tally([C, A, B, copy(B), copy(A), copy(B)]))).toEqual([B, A])
+    expect(attempts(tally([C, A, B, copy(B), copy(A), copy(B)]), 1)).toEqual([B])
+    expect(attempts(tally([C, A, B, undefined]))).toEqual([C, A])
+    expect(attempts(tally([A]))).toEqual([A])
+    expect(attempts(tally([undefined]))).toEqual([])
   })
 
   it("solvedByAttempts needs every test output among its attempts", () => {
@@ -748,7 +748,7 @@ describe("the ARC inner loop on a tiny random model", () => {
       disposeDeviceLora(device)
       expect(yield* numTensors).toBe(before)
       const inverted = decoded.map((grid, i) => (grid === undefined ? undefined : views[i]!.invert(grid)))
-      expect(predicted.attempts).toEqual([attempts(inverted)])
+      expect(predicted.attempts).toEqual([attempts(tally(inverted))])
       // The identity view wrote the answer; some other view's grid only matches once mapped back,
       // or maps back to a different grid (which then loses the vote).
       expect(decoded[0]).toEqual([[5, 6]])

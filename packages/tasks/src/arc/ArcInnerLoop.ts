@@ -31,7 +31,7 @@ import { maxGridSide } from "./Grid.js"
 import { gridMask, impliedOutputShape, shapeTokens } from "./OutputShape.js"
 import { testTimeSequences } from "./TestTimeData.js"
 import { maxTrainingSteps, optimizerSteps, type ToolConfig, toolConfigKey } from "./ToolConfig.js"
-import { cellAccuracy, type QueryView, queryViews, rankByScore, solvedByAttempts, tally } from "./Voting.js"
+import { attempts, cellAccuracy, type QueryView, queryViews, rankByScore, solvedByAttempts, tally } from "./Voting.js"
 
 const PositiveInt = Schema.Int.pipe(Schema.positive())
 
@@ -135,19 +135,15 @@ const viewNll = (
   grids: ReadonlyArray<Grid>,
   hook: ProjectionHook | undefined
 ): Array<Array<{ readonly nll: number; readonly tokens: number }>> => {
-  const examples = grids.flatMap((grid) =>
-    shown.map((view) => {
-      const answer = [...gridIds(view.apply(grid)), ids.exampleEnd]
-      return { ids: [...view.prompt, ...answer], labelMask: [...view.prompt.map(() => 0), ...answer.map(() => 1)] }
-    })
-  )
+  const answers = grids.flatMap((grid) => shown.map((view) => [...gridIds(view.apply(grid)), ids.exampleEnd]))
+  const examples = answers.map((answer, i) => {
+    const prompt = shown[i % shown.length]!.prompt
+    return { ids: [...prompt, ...answer], labelMask: [...prompt.map(() => 0), ...answer.map(() => 1)] }
+  })
   const fits = examples.map((e) => e.ids.length <= weights.config.maxPositions)
   const nll = targetNll(weights, examples.filter((_, i) => fits[i]), { hook, padId: ids.pad, rowsPerPass: 8 })
   let next = 0
-  const scored = examples.map((e, i) => ({
-    nll: fits[i] ? nll[next++]! : Infinity,
-    tokens: e.labelMask.reduce((a, b) => a + b, 0)
-  }))
+  const scored = answers.map((answer, i) => ({ nll: fits[i] ? nll[next++]! : Infinity, tokens: answer.length }))
   return grids.map((_, g) => scored.slice(g * shown.length, (g + 1) * shown.length))
 }
 
@@ -220,7 +216,7 @@ export const predictTask = (
           candidates,
           scores.slice(0, -1).map((perView) => perView.reduce((a, s) => a + s.nll, 0))
         )
-        perTest.push(ranked.slice(0, 2).map((v) => v.grid))
+        perTest.push(attempts(ranked))
         likelihoods.push(perTokenLikelihood(scores[scores.length - 1]!))
       }
       const outputs = task.test.map((t) => t.output)

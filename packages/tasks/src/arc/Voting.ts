@@ -77,9 +77,9 @@ export const rankByScore = (votes: ReadonlyArray<Vote>, scores: ReadonlyArray<nu
     .map(({ vote }) => vote)
 }
 
-/** The two attempts ARC allows per test input. */
-export const attempts = (predictions: ReadonlyArray<Grid | undefined>, count = 2): Array<Grid> =>
-  tally(predictions).slice(0, count).map((v) => v.grid)
+/** The two attempts ARC allows per test input: the first grids of a ranking (`tally`, `rankByScore`). */
+export const attempts = (ranked: ReadonlyArray<Vote>, count = 2): Array<Grid> =>
+  ranked.slice(0, count).map((v) => v.grid)
 
 /** Solved when every test output is among its input's attempts (pass@2 for two attempts). */
 export const solvedByAttempts = (

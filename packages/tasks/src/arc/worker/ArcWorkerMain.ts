@@ -10,7 +10,7 @@ import * as TensorRuntime from "@seal/gpu/TensorRuntime"
 import { Cause, Effect, Exit, Layer, ManagedRuntime } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { solveUnit } from "../ArcInnerLoop.js"
-import { type WorkerData, type WorkerReply, type WorkerRequest } from "../ArcWorkerProtocol.js"
+import type { WorkerData, WorkerReply, WorkerRequest } from "../ArcWorkerProtocol.js"
 
 const port = parentPort!
 const data = workerData as WorkerData
