@@ -31,7 +31,7 @@ export interface GridObject {
   readonly colour: number
 }
 
-const steps4: ReadonlyArray<Cell> = [[1, 0], [-1, 0], [0, 1], [0, -1]]
+export const steps4: ReadonlyArray<Cell> = [[1, 0], [-1, 0], [0, 1], [0, -1]]
 const steps8: ReadonlyArray<Cell> = [...steps4, [1, 1], [1, -1], [-1, 1], [-1, -1]]
 
 /**
@@ -66,7 +66,7 @@ export const objectsOf = (
   return objects
 }
 
-const boundingBox = (cells: ReadonlyArray<Cell>) => {
+export const boundingBox = (cells: ReadonlyArray<Cell>) => {
   const rows = cells.map(([r]) => r)
   const columns = cells.map(([, c]) => c)
   return {
@@ -78,7 +78,7 @@ const boundingBox = (cells: ReadonlyArray<Cell>) => {
 }
 
 /** A random polyomino of `size` cells within `maxSide x maxSide`, its box at the origin. */
-const randomShape = (rng: Rng, size: number, maxSide: number): Array<Cell> => {
+export const randomShape = (rng: Rng, size: number, maxSide: number): Array<Cell> => {
   const cells: Array<Cell> = [[0, 0]]
   const has = (r: number, c: number) => cells.some(([a, b]) => a === r && b === c)
   for (let tries = 0; cells.length < size && tries < 50 * size; tries++) {
@@ -101,7 +101,7 @@ const rectangle = (rows: number, columns: number): Array<Cell> =>
  * `shapes` placed at random on a `rows x columns` grid of 0s, each at least `gap` cells (in
  * both directions) from the others, or undefined when one does not fit.
  */
-const placeShapes = (
+export const placeShapes = (
   rng: Rng,
   rows: number,
   columns: number,

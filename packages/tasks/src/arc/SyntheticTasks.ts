@@ -23,6 +23,7 @@ import {
 import type { ArcExample, ArcTask, Grid } from "./Grid.js"
 import { gridsEqual, height, makeGrid, maxGridSide, width } from "./Grid.js"
 import { objectFamilies } from "./ObjectFamilies.js"
+import { sceneFamilies } from "./SceneFamilies.js"
 import {
   between,
   inBox,
@@ -385,8 +386,12 @@ export const gridFamilies: ReadonlyArray<RuleFamily> = [
   compose
 ]
 
-/** Every family, by name: cell rules, then rules over objects and patterns (ObjectFamilies.ts). */
-export const syntheticFamilies: ReadonlyArray<RuleFamily> = [...gridFamilies, ...objectFamilies]
+/**
+ * Every family, by name: cell rules, rules over objects and patterns (ObjectFamilies.ts), then
+ * rules over whole scenes (SceneFamilies.ts). A recipe names the families it draws from, so
+ * adding one here changes no recipe's tasks.
+ */
+export const syntheticFamilies: ReadonlyArray<RuleFamily> = [...gridFamilies, ...objectFamilies, ...sceneFamilies]
 
 export const syntheticFamilyNames: ReadonlyArray<string> = syntheticFamilies.map((family) => family.name)
 
