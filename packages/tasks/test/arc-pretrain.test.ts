@@ -431,6 +431,16 @@ describe("decodeArcPretrainConfig", () => {
     expect(decode(JSON.parse(JSON.stringify(tiny)))).toEqual(tiny)
   })
 
+  it("decodes every recipe in models/recipes (their family names included)", () => {
+    const recipes = fileURLToPath(new URL("../../../models/recipes/", import.meta.url))
+    const files = Fs.readdirSync(recipes).filter((f) => f.endsWith(".json"))
+    expect(files.length).toBeGreaterThanOrEqual(4)
+    for (const file of files) {
+      const config = decode(JSON.parse(Fs.readFileSync(Path.join(recipes, file), "utf8")))
+      expect(config.training.syntheticTasksPerPass, file).toBeGreaterThan(0)
+    }
+  })
+
   it("rejects unknown keys and bad values, naming the source and the field", () => {
     const cases: Array<[unknown, string, RegExp]> = [
       [{ training: { passes: 0 } }, "config: training.passes", /positive/],

@@ -13,7 +13,7 @@
 import type { Grid } from "./Grid.js"
 import { gridKey, height, makeGrid, width } from "./Grid.js"
 import { placeShapes, randomShape, steps4 } from "./ObjectFamilies.js"
-import { between, palette, pick, type Rng, type RuleFamily, scatter, setCells } from "./SyntheticRules.js"
+import { between, palette, pick, pixelInputs, type Rng, type RuleFamily, scatter, setCells } from "./SyntheticRules.js"
 
 type Cell = readonly [row: number, column: number]
 
@@ -149,11 +149,7 @@ const diagonals: RuleFamily = {
       : [pick(rng, diagonalSteps)]
     const colours = palette(rng, between(rng, 1, 2))
     return {
-      input: (r) => {
-        const rows = between(r, 5, 12)
-        const columns = between(r, 5, 12)
-        return scatter(r, rows, columns, colours, between(r, 1, 3) / (rows * columns))
-      },
+      input: pixelInputs(5, 12, colours, 1, 3),
       apply: (grid) => {
         const out = grid.map((row) => [...row])
         grid.forEach((row, r) =>

@@ -40,6 +40,18 @@ export const scatterInputs =
   (minSide: number, maxSide: number, colours: ReadonlyArray<number>, density: number) => (rng: Rng): Grid =>
     scatter(rng, between(rng, minSide, maxSide), between(rng, minSide, maxSide), colours, density)
 
+/**
+ * A few pixels (`minPixels`-`maxPixels` expected) on 0s, the sides random within `[minSide, maxSide]`:
+ * the sources of rays, counts and the like.
+ */
+export const pixelInputs =
+  (minSide: number, maxSide: number, colours: ReadonlyArray<number>, minPixels: number, maxPixels: number) =>
+  (rng: Rng): Grid => {
+    const rows = between(rng, minSide, maxSide)
+    const columns = between(rng, minSide, maxSide)
+    return scatter(rng, rows, columns, colours, between(rng, minPixels, maxPixels) / (rows * columns))
+  }
+
 export const setCells = (grid: Grid, f: (row: number, column: number, cell: number) => number): Grid =>
   grid.map((line, r) => line.map((cell, c) => f(r, c, cell)))
 

@@ -30,6 +30,7 @@ import {
   onBoxEdge,
   palette,
   pick,
+  pixelInputs,
   placeBox,
   type Rng,
   type Rule,
@@ -176,11 +177,7 @@ const lines: RuleFamily = {
     const mode = between(rng, 0, 5)
     const colours = palette(rng, between(rng, 1, 3))
     return {
-      input: (r) => {
-        const rows = between(r, 5, 10)
-        const columns = between(r, 5, 10)
-        return scatter(r, rows, columns, colours, between(r, 1, 3) / (rows * columns))
-      },
+      input: pixelInputs(5, 10, colours, 1, 3),
       apply: (grid) =>
         setCells(grid, (row, column, cell) => {
           if (cell !== 0) return cell
@@ -298,11 +295,7 @@ const count: RuleFamily = {
     const colours = palette(rng, 2)
     const vertical = rng() < 0.5
     return {
-      input: (r) => {
-        const rows = between(r, 3, 7)
-        const columns = between(r, 3, 7)
-        return scatter(r, rows, columns, colours, between(r, 1, 6) / (rows * columns))
-      },
+      input: pixelInputs(3, 7, colours, 1, 6),
       apply: (grid) => {
         const cells = grid.flat().filter((cell) => cell !== 0)
         if (cells.length === 0) return undefined
