@@ -66,7 +66,7 @@ export const objectsOf = (
   return objects
 }
 
-export const boundingBox = (cells: ReadonlyArray<Cell>) => {
+const boundingBox = (cells: ReadonlyArray<Cell>) => {
   const rows = cells.map(([r]) => r)
   const columns = cells.map(([, c]) => c)
   return {
